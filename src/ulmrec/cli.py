@@ -1,0 +1,112 @@
+"""``ulmrec``: one subcommand per pipeline stage, ``ulmrec run`` for all of them.
+
+Every stage command takes ``-c/--config`` presets or YAML files (repeatable) and ``key=value`` overrides::
+
+    ulmrec run -c beauty run_dir=runs/beauty ranker.max_steps=200
+    ulmrec prepare -c games data.k_core=10
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import logging
+import sys
+from pathlib import Path
+
+from ulmrec.errors import UlmrecError
+
+#: Extra commands that are not pipeline stages: (command, module, help). A module that is not present is not listed.
+EXTRA_COMMANDS = [
+    ("download", "ulmrec.data.download", "print or fetch the public Amazon review files of a category"),
+    ("export-recbole", "ulmrec.data.export", "write the prepared data as RecBole atomic files"),
+    ("recommend", "ulmrec.ranker.recommend", "ranked titles for one user from a trained run"),
+    ("experiment", "ulmrec.experiments", "the paper's ablations and analyses"),
+]
+
+
+def _config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-c", "--config", action="append", default=[], metavar="PRESET_OR_YAML",
+                   help="preset name (see `ulmrec presets`) or YAML file; repeatable, later wins")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="settings on top, e.g. ranker.lr=1e-4")
+    p.add_argument("--force", action="store_true", help="run even when the artifacts are current")
+    p.add_argument("-v", "--verbose", action="store_true")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ulmrec.pipeline import available_stages
+
+    parser = argparse.ArgumentParser(prog="ulmrec", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    stages = available_stages()
+    for st in stages:
+        p = sub.add_parser(st.command, help=st.help, description=st.help)
+        _config_args(p)
+        p.set_defaults(stage=st.name)
+    p = sub.add_parser("run", help="every stage in order, each skipped when current")
+    _config_args(p)
+    p.add_argument("--until", choices=[s.name for s in stages], help="stop after this stage")
+    p.set_defaults(stage="__all__")
+    p = sub.add_parser("presets", help="list the shipped config presets")
+    p.set_defaults(stage="__presets__")
+    p = sub.add_parser("config", help="print the resolved config")
+    _config_args(p)
+    p.set_defaults(stage="__config__")
+    for name, mod, help_ in EXTRA_COMMANDS:
+        if importlib.util.find_spec(mod) is None:
+            continue
+        p = sub.add_parser(name, help=help_, description=help_)
+        importlib.import_module(mod).add_arguments(p)
+        p.set_defaults(stage="__extra__", module=mod)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    try:
+        return _dispatch(args)
+    except UlmrecError as err:
+        print(f"ulmrec: error: {err}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as err:
+        print(f"ulmrec: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ulmrec: interrupted; finished stages are kept, the current one resumes from its checkpoints",
+              file=sys.stderr)
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    from ulmrec.config import load_config, preset_names
+    from ulmrec.pipeline import get_stage, run_all, run_stage
+
+    if args.stage == "__presets__":
+        print("\n".join(preset_names()))
+        return 0
+    if args.stage == "__extra__":
+        return int(importlib.import_module(args.module).main(args) or 0)
+    cfg = load_config(args.config, args.overrides)
+    if args.stage == "__config__":
+        import yaml
+
+        print(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        return 0
+    Path(cfg.run_dir).mkdir(parents=True, exist_ok=True)
+    if args.stage == "__all__":
+        records = run_all(cfg, force=args.force, until=args.until)
+    else:
+        records = [run_stage(get_stage(args.stage), cfg, force=args.force)]
+    for rec in records:
+        state = "skipped (current)" if rec.get("skipped") else f"done in {rec['seconds']:.1f}s"
+        print(f"[{rec['stage']}] {state}: {json.dumps(rec.get('summary', {}))[:400]}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

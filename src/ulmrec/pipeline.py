@@ -1,0 +1,150 @@
+"""Stages and ``ulmrec run``: each stage writes plain artifacts into ``<run_dir>/<stage>/``.
+
+A stage is skipped when its settings and the digests of its inputs are those recorded in
+``<run_dir>/<stage>/stage.json``. Work happens in ``<run_dir>/.<stage>.partial/`` and is renamed into place
+only when the stage finishes, so a killed run never leaves a half-written stage directory; a stage that
+checkpoints (training) finds its checkpoints in the partial directory when it is run again with the same
+fingerprint, and resumes.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ulmrec.config import Config
+from ulmrec.io import file_digest, fingerprint, read_json, write_json, write_yaml
+
+log = logging.getLogger("ulmrec")
+
+#: Stage modules in pipeline order (paper: data -> preferences -> retrieval -> indexing -> ranker ->
+#: evaluation). A module that is not present is not offered by the CLI.
+STAGE_MODULES = [
+    "ulmrec.data.stage",
+    "ulmrec.preferences.stage",
+    "ulmrec.retrieval.stage",
+    "ulmrec.indexing.stage",
+    "ulmrec.ranker.stage",
+    "ulmrec.evaluation.stage",
+]
+
+
+@dataclass
+class Stage:
+    """One pipeline stage. ``build(cfg, run_dir, out_dir)`` writes artifacts into ``out_dir`` and may
+    return a small JSON-able summary that is stored in ``stage.json`` and printed."""
+
+    name: str
+    """Directory under the run directory, and the stage's name in logs and ``ulmrec run --until``."""
+    command: str
+    """The CLI subcommand (``ulmrec <command>``)."""
+    help: str
+    params: Callable[[Config], dict[str, Any]]
+    inputs: Callable[[Config, Path], list[Path]]
+    build: Callable[[Config, Path, Path], dict[str, Any] | None]
+
+
+def available_stages() -> list[Stage]:
+    stages = []
+    for mod in STAGE_MODULES:
+        if importlib.util.find_spec(mod) is None:
+            continue
+        stages.append(importlib.import_module(mod).STAGE)
+    return stages
+
+
+def get_stage(name: str) -> Stage:
+    for s in available_stages():
+        if name in (s.name, s.command):
+            return s
+    raise KeyError(name)
+
+
+def stage_dir(cfg: Config | str | Path, name: str) -> Path:
+    run_dir = Path(cfg.run_dir) if isinstance(cfg, Config) else Path(cfg)
+    return run_dir / name
+
+
+def stage_fingerprint(stage: Stage, cfg: Config, run_dir: Path) -> dict[str, Any]:
+    inputs = {}
+    for p in stage.inputs(cfg, run_dir):
+        p = Path(p)
+        if not p.exists():
+            raise FileNotFoundError(f"stage '{stage.name}' needs {p}, which does not exist; run the stage that "
+                                    "makes it first (or `ulmrec run`)")
+        inputs[str(p)] = file_digest(p)
+    return {"params": stage.params(cfg), "inputs": inputs}
+
+
+def is_current(stage: Stage, cfg: Config) -> bool:
+    run_dir = Path(cfg.run_dir)
+    record = run_dir / stage.name / "stage.json"
+    if not record.exists():
+        return False
+    try:
+        fp = fingerprint(stage_fingerprint(stage, cfg, run_dir))
+    except FileNotFoundError:
+        return False
+    return read_json(record).get("fingerprint") == fp
+
+
+def run_stage(stage: Stage, cfg: Config, force: bool = False) -> dict[str, Any]:
+    """Run one stage unless its artifacts are current; return its record."""
+    run_dir = Path(cfg.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    final = run_dir / stage.name
+    fp_obj = stage_fingerprint(stage, cfg, run_dir)
+    fp = fingerprint(fp_obj)
+    record_path = final / "stage.json"
+    if not force and record_path.exists() and read_json(record_path).get("fingerprint") == fp:
+        log.info("stage %s: up to date, skipped (%s)", stage.name, final)
+        rec = read_json(record_path)
+        rec["skipped"] = True
+        return rec
+
+    partial = run_dir / f".{stage.name}.partial"
+    marker = partial / ".fingerprint"
+    if partial.exists() and (force or not marker.exists() or marker.read_text() != fp):
+        shutil.rmtree(partial)
+    partial.mkdir(parents=True, exist_ok=True)
+    marker.write_text(fp)
+    write_yaml(partial / "config.yaml", cfg.to_dict())
+
+    log.info("stage %s: running -> %s", stage.name, final)
+    t0 = time.time()
+    summary = stage.build(cfg, run_dir, partial) or {}
+    record = {"stage": stage.name, "fingerprint": fp, "seconds": round(time.time() - t0, 3),
+              "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "inputs": fp_obj["inputs"],
+              "summary": summary}
+    write_json(partial / "stage.json", record)
+    marker.unlink(missing_ok=True)
+
+    trash = run_dir / f".{stage.name}.old"
+    if trash.exists():
+        shutil.rmtree(trash)
+    if final.exists():
+        os.replace(final, trash)
+    os.replace(partial, final)
+    if trash.exists():
+        shutil.rmtree(trash)
+    record["skipped"] = False
+    return record
+
+
+def run_all(cfg: Config, force: bool = False, until: str | None = None) -> list[dict[str, Any]]:
+    """``ulmrec run``: every stage in order, each skipped when current."""
+    write_yaml(Path(cfg.run_dir) / "config.yaml", cfg.to_dict())
+    records = []
+    for stage in available_stages():
+        records.append(run_stage(stage, cfg, force=force))
+        if until == stage.name:
+            break
+    return records
