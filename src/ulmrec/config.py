@@ -1,7 +1,7 @@
 """Settings: one dataclass per pipeline stage, loaded from YAML with ``key=value`` overrides.
 
 The layout follows the paper (section 4): ``data`` -> ``preferences`` -> ``retrieval`` -> ``index`` ->
-``ranker`` -> ``evaluate``. Each stage's dataclass lives beside the stage (``ulmrec/<stage>/config.py``) and
+``tasks`` / ``ranker`` -> ``evaluate``. Each stage's dataclass lives beside the stage (``ulmrec/<stage>/config.py``) and
 documents every field; this module composes them, applies overrides and rejects unknown keys.
 
 Priority, lowest first: dataclass defaults < ``configs/default.yaml`` < preset YAML files (in order) <
@@ -27,6 +27,7 @@ from ulmrec.indexing.config import IndexConfig
 from ulmrec.preferences.config import PreferencesConfig
 from ulmrec.ranker.config import RankerConfig
 from ulmrec.retrieval.config import RetrievalConfig
+from ulmrec.tasks.config import TasksConfig
 
 
 @dataclass
@@ -43,6 +44,7 @@ class Config:
     preferences: PreferencesConfig = field(default_factory=PreferencesConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     index: IndexConfig = field(default_factory=IndexConfig)
+    tasks: TasksConfig = field(default_factory=TasksConfig)
     ranker: RankerConfig = field(default_factory=RankerConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
 
