@@ -13,10 +13,10 @@ from ulmrec.data.readers import (
     ErrorPolicy,
     read_amazon_meta,
     read_amazon_reviews,
+    read_item_order,
     read_openp5,
     read_ratings_csv,
     read_recbole,
-    read_item_order,
     read_timestamps,
     read_ulmrec,
 )
