@@ -1,0 +1,104 @@
+"""A deterministic preference sentence that needs no server: a keyword summary, not an LLM's reading.
+
+This is a stand-in for the paper's GPT-3.5 sentences (4.2.2) when no server is at hand (tests, CI, the sample
+pipeline, air-gapped machines). It reads only the user's training interactions and writes, for example::
+
+    The user prefers shampoo, conditioner and curl products, especially from Devacurl; their reviews mention
+    frizz, volume and scent; they rate their purchases highly (mean 4.7/5).
+
+How: the words of the user's training titles are scored by tf-idf (tf = how many of the user's titles contain
+the word, idf over all users' training titles), and the top ``keywords`` name their interests; a title's
+first word that starts at least two and at least 40 % of the user's titles is named as the favourite brand;
+the same tf-idf over review text gives what their reviews mention; the mean rating gives their tendency. The
+same input always gives the same sentence (ties are broken alphabetically).
+
+What it cannot do: understand anything. It does not know that "Professor Layton" is a puzzle series or that a
+review is negative; it only surfaces frequent distinctive words. Expect alignment tasks trained on these
+sentences to learn less than on LLM-written ones.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+from ulmrec.preferences.history import UserHistory
+
+VERSION = "offline:v1"
+
+#: Words that say nothing about taste in product titles and reviews (sizes, packaging, filler).
+_GENERIC = frozenset("""
+oz ounce ounces fl ml mg lb lbs pound pounds inch inches count pack packs pcs piece pieces set sets size sizes
+new value bonus kit total gift free pc item items product products bottle bottles tube jar edition version
+black white color colors colour assorted mini travel large small medium regular original professional
+one two three four five six ultimate bundle combo amazon great good best really like love just use used using
+bought buy buying works work worked nice little lot well get got make makes made would will also much even
+""".split())
+_STOP = frozenset(ENGLISH_STOP_WORDS) | _GENERIC
+_TOKEN = re.compile(r"[a-z][a-z'&-]*[a-z]")
+
+
+def _tokens(text: str) -> list[str]:
+    return [t for t in _TOKEN.findall(text.lower()) if len(t) >= 3 and t not in _STOP]
+
+
+def _join(words: list[str]) -> str:
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+class OfflineExtractor:
+    """``OfflineExtractor(keywords=3).fit(histories).sentence(history)``."""
+
+    def __init__(self, keywords: int = 3):
+        self.keywords = keywords
+
+    def fit(self, histories: list[UserHistory]) -> OfflineExtractor:
+        """Learn document frequencies (a 'document' is one user's training titles, or reviews)."""
+        self.title_df_, self.review_df_ = Counter(), Counter()
+        self.n_users_ = len(histories)
+        for h in histories:
+            self.title_df_.update({w for t in h.titles for w in _tokens(t)})
+            self.review_df_.update({w for r in h.reviews if r for w in _tokens(r)})
+        return self
+
+    def _top(self, texts: list[str], df: Counter, k: int) -> list[str]:
+        tf = Counter(w for text in texts for w in set(_tokens(text)))
+        idf = {w: math.log((1 + self.n_users_) / (1 + df.get(w, 0))) + 1.0 for w in tf}
+        ranked = sorted(tf, key=lambda w: (-tf[w] * idf[w], w))
+        return ranked[:k]
+
+    def _brand(self, titles: tuple[str, ...]) -> str | None:
+        first = Counter(t.split()[0] for t in titles if t.split())
+        if not first:
+            return None
+        word, n = min(first.items(), key=lambda kv: (-kv[1], kv[0]))
+        if n >= 2 and n >= 0.4 * len(titles) and word.lower() not in _STOP and re.search(r"[A-Za-z]{2}", word):
+            return word.strip(",.;:-")
+        return None
+
+    def sentence(self, h: UserHistory) -> str | None:
+        """The user's sentence, or None when they have no training interaction at all."""
+        if not h.titles:
+            return None
+        words = self._top(list(h.titles), self.title_df_, self.keywords)
+        brand = self._brand(h.titles)
+        if words:
+            s = f"The user prefers {_join(words)} products"
+        else:
+            s = "The user prefers products like " + h.titles[-1]
+        if brand and brand.lower() not in words:
+            s += f", especially from {brand}"
+        reviews = [r for r in h.reviews if r]
+        if reviews:
+            mentioned = self._top(reviews, self.review_df_, self.keywords)
+            if mentioned:
+                s += f"; their reviews mention {_join(mentioned)}"
+        ratings = [r for r in h.ratings if r is not None]
+        if ratings:
+            mean = sum(ratings) / len(ratings)
+            tendency = "highly" if mean >= 4.25 else "moderately" if mean >= 3.0 else "poorly"
+            s += f"; they rate their purchases {tendency} (mean {mean:.1f}/5)"
+        return s + "."
