@@ -2,7 +2,24 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ulmrec.tasks.base import TASKS
+
+MAX_LETTERS = 26
+
+#: Samples per user of each task by default: every training prefix for next-item prediction (LlamaRec),
+#: one per user for each alignment task.
+DEFAULT_RATIOS: dict[str, float] = {
+    "next_item": math.inf,
+    "index_to_preference": 1.0,
+    "preference_to_index": 1.0,
+    "history_to_index": 1.0,
+    "rating": 1.0,
+    "intent": 1.0,
+}
 
 
 @dataclass
@@ -10,4 +27,53 @@ class TasksConfig:
     max_history: int = 20
     """(int) History titles shown in a prompt (paper 4.3: at most 20, the most recent)."""
     num_candidates: int = 20
-    """(int) Candidates per ranking prompt, lettered A, B, ... (paper: 20, A..T)."""
+    """(int) Candidates per ranking prompt, lettered A, B, ... (paper: 20, A..T; at most 26)."""
+    enabled: list[str] = field(default_factory=lambda: list(TASKS))
+    """(list[str]) Tasks switched on, any of next_item, index_to_preference, preference_to_index,
+    history_to_index, rating, intent (paper Fig. 8 'w/o all-align' = [next_item])."""
+    ratios: dict[str, float] = field(default_factory=dict)
+    """(dict[str, float]) Mixing ratio per task = samples drawn per user on average (2.5: two, and a third for
+    half of the users; .inf: all of the user's distinct samples, e.g. every training prefix; 0: off). Keys left
+    out keep their defaults (next_item .inf, the others 1.0), so `tasks.ratios.rating=0` works alone."""
+    max_samples: int = 0
+    """(int) Total training-sample budget after mixing (0: no limit); each task keeps its share of the mix."""
+    train_candidates: Literal["sampled", "retriever"] = "sampled"
+    """(str) Training candidates of next_item and intent: 'sampled' = the target plus uniformly sampled items
+    the user has not seen before it (LlamaRec); 'retriever' = the retriever's top candidates for that training
+    prefix (retrieval/candidates_train.parquet)."""
+    missing_target: Literal["replace", "skip"] = "replace"
+    """(str) 'retriever' candidates without the target: 'replace' the lowest-ranked candidate by the target,
+    or 'skip' that training prefix."""
+    shuffle_candidates: bool = True
+    """(bool) Shuffle training candidates (for 'retriever' too: on training prefixes the retriever has seen
+    the answer and ranks it first most of the time, which would teach 'answer A')."""
+    prompt: Literal["full", "no_history", "no_index"] = "full"
+    """(str) The next-item prompt: 'full' (user index + history + candidates, ULMRec), 'no_history' (user index
+    + candidates, paper Table 4 ULMRec-uid) or 'no_index' (history + candidates, the LlamaRec-style ranker)."""
+    identity: Literal["index", "reference", "numeric", "original"] = "index"
+    """(str) The user's identity string (paper Fig. 9): 'index' = P-ID from index/user_index.parquet,
+    'reference' = the authors' released P-ID (data/reference_index.parquet), 'numeric' = N-ID (user_idx + 1),
+    'original' = O-ID (the dataset's user id)."""
+
+    def __post_init__(self) -> None:
+        if not 2 <= self.num_candidates <= MAX_LETTERS:
+            raise ValueError(f"num_candidates must be between 2 and {MAX_LETTERS} (one letter A..Z each), "
+                             f"got {self.num_candidates}")
+        if self.max_history < 1:
+            raise ValueError(f"max_history must be >= 1, got {self.max_history}")
+        if self.max_samples < 0:
+            raise ValueError(f"max_samples must be >= 0 (0: no limit), got {self.max_samples}")
+        unknown = sorted(set(self.enabled) - set(TASKS)) + sorted(set(self.ratios) - set(TASKS))
+        if unknown:
+            raise ValueError(f"unknown task(s) {', '.join(unknown)}; known: {', '.join(TASKS)}")
+        ratios = dict(DEFAULT_RATIOS)
+        for name, value in self.ratios.items():
+            if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value) or value < 0:
+                raise ValueError(f"ratios.{name} must be a number >= 0 (.inf: all), got {value!r}")
+            ratios[name] = float(value)
+        self.ratios = ratios
+        self.enabled = [t for t in TASKS if t in self.enabled]
+
+    def active(self) -> list[str]:
+        """Enabled tasks with a ratio above 0, in :data:`TASKS` order."""
+        return [t for t in self.enabled if self.ratios[t] > 0]
