@@ -67,8 +67,13 @@ class LocalChatServer:
         self.model = model
         self.requests: list[dict] = []
         """Every request body received (parsed JSON), in arrival order."""
+        self.authorization: list[str | None] = []
+        """The Authorization header of each request."""
         self.replies: list[str] = []
         """The kind of reply given to each request, in the same order."""
+        self.max_inflight = 0
+        """The most requests the server was handling at the same moment."""
+        self._inflight = 0
         self._lock = threading.Lock()
         self._attempts: dict[str, int] = {}
         self._httpd = _Server((host, port), self._handler_class())
@@ -104,10 +109,11 @@ class LocalChatServer:
         self.stop()
 
     # ------------------------------------------------------------------ protocol
-    def _record(self, body: dict) -> int:
+    def _record(self, body: dict, authorization: str | None) -> int:
         key = json.dumps(body.get("messages"), sort_keys=True)
         with self._lock:
             self.requests.append(body)
+            self.authorization.append(authorization)
             attempt = self._attempts.get(key, 0)
             self._attempts[key] = attempt + 1
             return attempt
@@ -153,10 +159,19 @@ class LocalChatServer:
                 except json.JSONDecodeError:
                     self._send(400, b'{"error": {"message": "request is not JSON", "type": "invalid_request_error"}}')
                     return
-                attempt = server._record(body)
+                attempt = server._record(body, self.headers.get("Authorization"))
                 reply = server.plan(body, attempt)
                 with server._lock:
                     server.replies.append(reply.kind)
+                    server._inflight += 1
+                    server.max_inflight = max(server.max_inflight, server._inflight)
+                try:
+                    self._answer(body, reply)
+                finally:
+                    with server._lock:
+                        server._inflight -= 1
+
+            def _answer(self, body: dict, reply: Reply) -> None:
                 if server.latency:
                     time.sleep(server.latency)
                 if reply.kind == "status":
