@@ -39,3 +39,14 @@ def test_bad_settings_are_config_errors(override, words):
     with pytest.raises(ConfigError, match=None) as err:
         load_config(overrides=[override])
     assert words in str(err.value)
+
+
+def test_cross_stage_settings():
+    from ulmrec.tasks import check_run_settings
+
+    check_run_settings(load_config())
+    with pytest.raises(ConfigError, match="retrieval.num_candidates=10"):
+        check_run_settings(load_config(overrides=["retrieval.num_candidates=10"]))
+    with pytest.raises(ConfigError, match="retrieval.train_candidates=true"):
+        check_run_settings(load_config(overrides=["tasks.train_candidates=retriever"]))
+    check_run_settings(load_config(overrides=["tasks.train_candidates=retriever", "retrieval.train_candidates=true"]))

@@ -16,11 +16,11 @@ from ulmrec.tasks.inputs import (
     original_identities,
     preferences_from_frame,
 )
-from ulmrec.tasks.mixing import build_training_samples, validate
+from ulmrec.tasks.mixing import build_training_samples, check_run_settings, validate
 from ulmrec.tasks.templates import INSTRUCTIONS, format_example, format_prompt, letters
 
 __all__ = [
-    "INSTRUCTIONS", "PROMPTS", "TASKS", "Sample", "TasksConfig", "build_eval_samples", "build_training_samples",
+    "INSTRUCTIONS", "PROMPTS", "TASKS", "Sample", "TasksConfig", "build_eval_samples", "build_training_samples", "check_run_settings",
     "format_example", "format_prompt", "index_identities", "letters", "load_identities", "load_preferences",
     "numeric_identities", "original_identities", "preferences_from_frame", "rank_users", "validate",
 ]

@@ -55,6 +55,20 @@ def validate(cfg: TasksConfig, ds: Dataset, train_candidates: pd.DataFrame | Non
                           "prefix (retrieval/candidates_train.parquet); none were given")
 
 
+def check_run_settings(cfg) -> None:
+    """Cross-stage settings of a whole ``ulmrec.config.Config``, checked before training starts: the retriever
+    must hand over at least as many candidates as there are letters, and write training candidates when the
+    tasks read them."""
+    tasks, retrieval = cfg.tasks, cfg.retrieval
+    if retrieval.num_candidates < tasks.num_candidates:
+        raise ConfigError(f"tasks.num_candidates={tasks.num_candidates} letters but retrieval.num_candidates="
+                          f"{retrieval.num_candidates} candidates; raise retrieval.num_candidates or lower the letters")
+    ranking = [t for t in tasks.active() if t in RANKING_TASKS]
+    if ranking and tasks.train_candidates == "retriever" and not getattr(retrieval, "train_candidates", False):
+        raise ConfigError("tasks.train_candidates=retriever needs retrieval.train_candidates=true "
+                          "(candidates_train.parquet)")
+
+
 def draw_count(ratio: float, pool: int, rng: np.random.Generator) -> int:
     """Samples of one user: ``floor(ratio)`` plus one more with probability ``frac(ratio)``, at most ``pool``."""
     if math.isinf(ratio):
@@ -139,10 +153,15 @@ def build_training_samples(ds: Dataset, cfg: TasksConfig, *, identities: Mapping
         for name, chosen in slots.items():
             rng = np.random.default_rng([seed, TASKS.index(name), 1])
             render = TASK_SPECS[name].render
-            made = [s for u, p in chosen if (s := render(ctx, u, p, rng)) is not None]
-            report["tasks"][name]["samples"] = len(made)
-            samples.extend(made)
-            bar.update(len(chosen))
+            made = 0
+            for i, (u, p) in enumerate(chosen):
+                if (s := render(ctx, u, p, rng)) is not None:
+                    samples.append(s)
+                    made += 1
+                if i % 1000 == 999:
+                    bar.update(1000)
+            bar.update(len(chosen) % 1000)
+            report["tasks"][name]["samples"] = made
     if not samples:
         reasons = {t: e.get("reason", e["status"]) for t, e in report["tasks"].items()}
         raise ConfigError(f"no training samples: every task is off, skipped or empty ({reasons})")
