@@ -27,3 +27,5 @@ class Sample:
     target: int | None = None
     """Ranking tasks: position of the true item in ``candidates`` (None when it is not among them)."""
     meta: dict = field(default_factory=dict)
+    """Provenance: ``split`` ('train' / 'valid' / 'test'), ``position`` (the sample's position in the user's
+    sequence, see :mod:`ulmrec.tasks.builders`), ``prompt`` (next-item variant)."""
