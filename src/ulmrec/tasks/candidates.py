@@ -23,7 +23,7 @@ CANDIDATE_COLUMNS = ("user_idx", "candidates", "target")
 def sample_candidates(rng: np.random.Generator, target: int, seen, num_items: int, n: int) -> list[int] | None:
     """``target`` plus ``n - 1`` distinct items from 1..num_items that are neither ``target`` nor in ``seen``
     (unshuffled, target first); ``None`` when fewer than ``n - 1`` such items exist."""
-    excluded = set(int(i) for i in seen)
+    excluded = set(seen.tolist() if isinstance(seen, np.ndarray) else (int(i) for i in seen))
     excluded.add(int(target))
     free = num_items - sum(1 for i in excluded if 1 <= i <= num_items)
     if free < n - 1:
