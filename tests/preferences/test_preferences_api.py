@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 import pandas as pd
 import pytest
@@ -173,3 +174,18 @@ def test_killed_run_resumes_asking_only_for_what_is_missing(tmp_path):
 
         run_stage(STAGE, cfg, force=True)  # a finished run asks nothing
         assert server.count == n - len(stored)
+
+
+def test_stop_cancels_a_waiting_retry_at_once(tmp_path):
+    with LocalChatServer(lambda r, a: REPLIES["503"]) as server:
+        cfg = api_config(tmp_path, server.base_url, tmp_path / "c.sqlite", backoff_base=20.0,
+                         backoff_max=60.0).preferences
+        client = ChatClient(cfg)
+        with ThreadPoolExecutor(1) as pool:
+            fut = pool.submit(client.ask, [{"role": "user", "content": "x"}])
+            while server.count < 1:
+                time.sleep(0.01)
+            t0 = time.time()
+            client.stop.set()
+            answer = fut.result(timeout=5)
+        assert time.time() - t0 < 2 and answer.error == "cancelled" and server.count == 1

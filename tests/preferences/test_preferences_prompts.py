@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from pref_fixtures import make_dataset
 
-from ulmrec.preferences.history import UserHistory
+from ulmrec.preferences.history import UserHistory, training_histories
 from ulmrec.preferences.prompts import build_messages, clean_answer, prompt_hash
 
 
@@ -59,3 +60,12 @@ def test_prompt_hash_follows_the_messages():
 ])
 def test_clean_answer(raw, clean):
     assert clean_answer(raw) == clean
+
+
+def test_html_entities_in_titles_and_reviews_are_decoded():
+    ds = make_dataset(n_users=1)
+    ds.items.loc[0, "title"] = "Shampoo &amp; Conditioner 12&quot;"
+    ds.interactions["review"] = ds.interactions["review"].astype(object).where(
+        ds.interactions["position"] != 0, "Works &gt; expected").astype("string")
+    h = next(iter(training_histories(ds)))
+    assert h.titles[0] == 'Shampoo & Conditioner 12"' and h.reviews[0] == "Works > expected"

@@ -7,6 +7,7 @@ extractor (REFERENCE.md, "Decisions": no leakage).
 
 from __future__ import annotations
 
+import html
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -18,7 +19,8 @@ from ulmrec.data.dataset import Dataset
 
 @dataclass(frozen=True)
 class UserHistory:
-    """One user's training interactions in chronological order."""
+    """One user's training interactions in chronological order (whitespace collapsed, HTML entities such as
+    ``&amp;`` decoded)."""
 
     user_idx: int
     user_id: str
@@ -38,7 +40,7 @@ class UserHistory:
 def _clean_text(values: pd.Series) -> list[str | None]:
     out = []
     for v in values.astype("string").to_numpy(dtype=object, na_value=None):
-        v = " ".join(v.split()) if isinstance(v, str) else None
+        v = " ".join(html.unescape(v).split()) if isinstance(v, str) else None
         out.append(v or None)
     return out
 
@@ -50,7 +52,7 @@ def training_histories(ds: Dataset) -> Iterator[UserHistory]:
     train = inter[(inter["split"] == "train").to_numpy()].sort_values(["user_idx", "position"], kind="stable")
     users = train["user_idx"].to_numpy()
     titles = ds.titles[train["item_idx"].to_numpy()]
-    titles = [" ".join(str(t).split()) for t in titles]
+    titles = [" ".join(html.unescape(str(t)).split()) for t in titles]  # Amazon titles carry &amp; &quot;
     rating_col = train["rating"] if "rating" in train else pd.Series([pd.NA] * len(train))
     ratings = [None if pd.isna(r) else float(r) for r in rating_col.to_numpy(dtype=object)]
     review_col = train["review"] if "review" in train else pd.Series([pd.NA] * len(train))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -77,11 +78,13 @@ def api_key(cfg: PreferencesConfig) -> str:
 
 
 class ChatClient:
-    """Asks one question with retries. ``sleep`` is injectable so tests never wait on real backoffs."""
+    """Asks one question with retries. ``sleep`` is injectable so tests never wait on real backoffs; setting
+    ``stop`` makes every waiting or retrying ``ask`` give up at once (used on Ctrl-C and fatal errors)."""
 
-    def __init__(self, cfg: PreferencesConfig, sleep: Callable[[float], None] = time.sleep):
+    def __init__(self, cfg: PreferencesConfig, sleep: Callable[[float], None] | None = None):
         self.cfg = cfg
-        self.sleep = sleep
+        self.stop = threading.Event()
+        self.sleep = sleep or self.stop.wait
         self.client = openai.OpenAI(base_url=cfg.base_url or None, api_key=api_key(cfg), max_retries=0,
                                     timeout=cfg.timeout)
 
@@ -120,6 +123,8 @@ class ChatClient:
     def ask(self, messages: list[dict]) -> Answer:
         cfg, errors = self.cfg, {}
         for attempt in range(cfg.max_retries + 1):
+            if self.stop.is_set():
+                return Answer(None, None, "cancelled", attempt, errors)
             try:
                 text, raw = self._once(messages)
                 return Answer(text, raw, None, attempt + 1, errors)
@@ -237,7 +242,8 @@ def _ask_all(pending: list[tuple[UserHistory, str]], cfg: PreferencesConfig, cac
             bar.set_postfix(ok=sum(r.status == "ok" for r in out), failed=sum(r.status != "ok" for r in out),
                             refresh=False)
             submit_more()
-    finally:
+    finally:  # normal end, Ctrl-C or a fatal error: answers already stored stay stored
+        client.stop.set()
         bar.close()
         pool.shutdown(wait=False, cancel_futures=True)
     return out
