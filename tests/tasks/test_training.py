@@ -240,8 +240,10 @@ def test_retriever_candidates(ds, identities):
 
     skip = TasksConfig(enabled=["next_item"], train_candidates="retriever", missing_target="skip")
     samples, report = build_training_samples(ds, skip, identities=identities, train_candidates=frame)
-    assert len(samples) == len(frame) - 2
-    assert report["not_rendered"] == {"next_item/target_not_retrieved_skip": 2}
+    assert len(samples) == len(frame) - 2 == report["tasks"]["next_item"]["pool"]  # never offered
+    assert not {(s.user_idx, s.meta["position"]) for s in samples} & {(0, 1), (0, 2)}
+    assert report["retrieved_prefixes"] == {"lists": len(frame), "with_target": len(frame) - 2,
+                                            "missing_target": "skip"}
 
 
 def test_retriever_candidates_matched_by_target_and_limited_to_retrieved_prefixes(ds, identities):

@@ -47,7 +47,9 @@ class Context:
     def __post_init__(self) -> None:
         self.train = self.ds.train_sequences()
         self._ratings: list[np.ndarray] | None = None
-        self._retrieved = self.train_candidates.users_positions() if self.train_candidates is not None else None
+        self._retrieved = None
+        if self.train_candidates is not None:  # 'skip': only prefixes whose list holds the target are offered
+            self._retrieved = self.train_candidates.users_positions(self.cfg.missing_target == "skip")
 
     def history(self, u: int, end: int) -> list[str]:
         """Titles of training items s[:end], the last ``max_history`` of them."""

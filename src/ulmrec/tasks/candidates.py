@@ -80,6 +80,7 @@ class TrainCandidates:
         check_candidates(frame, n, source)
         self.n = n
         self._lists: dict[tuple[int, int], list[int]] = {}
+        self.hits: set[tuple[int, int]] = set()  # keys whose list holds the target
         has_pos = "position" in frame
         positions = frame["position"] if has_pos else [None] * len(frame)
         train = ds.train_sequences()
@@ -96,6 +97,8 @@ class TrainCandidates:
                 if pos is None:
                     continue
             self._lists[(u, int(pos))] = [int(c) for c in cands[:n]]
+            if int(target) in self._lists[(u, int(pos))]:
+                self.hits.add((u, int(pos)))
 
     def __len__(self) -> int:
         return len(self._lists)
@@ -103,9 +106,10 @@ class TrainCandidates:
     def get(self, user: int, position: int) -> list[int] | None:
         return self._lists.get((int(user), int(position)))
 
-    def users_positions(self) -> dict[int, set[int]]:
+    def users_positions(self, with_target: bool = False) -> dict[int, set[int]]:
+        """``{user: positions with a list}`` (``with_target``: only lists that hold the target)."""
         out: dict[int, set[int]] = {}
-        for u, p in self._lists:
+        for u, p in self.hits if with_target else self._lists:
             out.setdefault(u, set()).add(p)
         return out
 

@@ -133,6 +133,9 @@ def build_training_samples(ds: Dataset, cfg: TasksConfig, *, identities: Mapping
     ctx = Context(ds, cfg, Titles(ds, title_fn), identities, preferences, retrieved)
 
     report: dict = {"tasks": {}, "seed": seed, "train_candidates": cfg.train_candidates}
+    if retrieved is not None:
+        report["retrieved_prefixes"] = {"lists": len(retrieved), "with_target": len(retrieved.hits),
+                                        "missing_target": cfg.missing_target}
     slots: dict[str, list[tuple[int, int]]] = {}
     for k, name in enumerate(TASKS):
         entry = report["tasks"][name] = {"status": "off", "ratio": cfg.ratios[name], "samples": 0}
