@@ -1,10 +1,11 @@
 """A deterministic preference sentence that needs no server: a keyword summary, not an LLM's reading.
 
 This is a stand-in for the paper's GPT-3.5 sentences (4.2.2) when no server is at hand (tests, CI, the sample
-pipeline, air-gapped machines). It reads only the user's training interactions and writes, for example::
+pipeline, air-gapped machines). It reads only the user's training interactions and writes, for example (three
+Devacurl titles with two short reviews and ratings 5, 5, 4)::
 
-    The user prefers shampoo, conditioner and curl products, especially from Devacurl; their reviews mention
-    frizz, volume and scent; they rate their purchases highly (mean 4.7/5).
+    The user prefers devacurl, curl and cleanser products; their reviews mention frizz, nicely and tames; they
+    rate their purchases highly (mean 4.7/5).
 
 How: the words of the user's training titles are scored by tf-idf (tf = how many of the user's titles contain
 the word, idf over all users' training titles), and the top ``keywords`` name their interests; a title's

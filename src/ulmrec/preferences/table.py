@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 from dataclasses import dataclass
 
@@ -44,7 +45,7 @@ def to_frame(records: list[PreferenceRecord]) -> pd.DataFrame:
 
 
 def _words(text: str) -> list[str]:
-    return re.findall(r"[a-z0-9]+", text.lower())
+    return re.findall(r"[a-z0-9]+", html.unescape(text).lower())
 
 
 def _quotes(preference: str, title: str, n: int) -> bool | None:
