@@ -82,6 +82,9 @@ class ChatClient:
     ``stop`` makes every waiting or retrying ``ask`` give up at once (used on Ctrl-C and fatal errors)."""
 
     def __init__(self, cfg: PreferencesConfig, sleep: Callable[[float], None] | None = None):
+        for name in ("httpx", "httpx2"):  # one INFO line per request would bury the progress bar
+            if logging.getLogger(name).level == logging.NOTSET:
+                logging.getLogger(name).setLevel(logging.WARNING)
         self.cfg = cfg
         self.stop = threading.Event()
         self.sleep = sleep or self.stop.wait
