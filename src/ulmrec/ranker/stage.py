@@ -1,0 +1,178 @@
+"""``ulmrec train``: alignment tuning of the LLM ranker (paper 4.2-4.3) into ``<run_dir>/ranker/``.
+
+Artifacts: ``adapter/`` (ULMRec's LoRA adapter + tokenizer with the index tokens), ``train_log.jsonl``,
+``best.json``, ``tasks_report.json``; with ``ranker.baseline`` also ``llamarec/`` (the LlamaRec-style ranker:
+same LM, next-item task only, no user index) with the same files. Training resumes from the checkpoints in the
+partial stage directory after an interruption.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+import shutil
+from pathlib import Path
+
+from ulmrec.config import Config
+from ulmrec.errors import ConfigError
+from ulmrec.io import write_json
+from ulmrec.pipeline import Stage
+
+log = logging.getLogger("ulmrec")
+
+BASELINE_DIR = "llamarec"
+INDEX_TOKEN = re.compile(r"<[^<>\s]+>")
+
+
+# ----------------------------------------------------------------------------------------- shared helpers
+def baseline_tasks(cfg: Config):
+    """The LlamaRec-style ranker's tasks: next-item prediction only, without the user index."""
+    return dataclasses.replace(cfg.tasks, enabled=["next_item"], prompt="no_index")
+
+
+def title_cutter(tokenizer, max_tokens: int):
+    """Cut a title to its first ``max_tokens`` tokens (LlamaRec: 32), as text."""
+
+    def cut(title: str) -> str:
+        ids = tokenizer(title, add_special_tokens=False)["input_ids"]
+        return title if len(ids) <= max_tokens else tokenizer.decode(ids[:max_tokens]).strip()
+
+    return cut
+
+
+def index_tokens_of(identities: dict[int, str]) -> list[str]:
+    """The distinct ``<...>`` tokens of the identity strings (nothing for numeric or original ids)."""
+    return sorted({t for s in identities.values() for t in INDEX_TOKEN.findall(s)})
+
+
+def load_identities(cfg: Config, ds, run_dir: Path) -> dict[int, str]:
+    from ulmrec.tasks import load_identities as load
+
+    return load(cfg.tasks.identity, ds, run_dir)
+
+
+def check_settings(cfg: Config) -> str:
+    """Every check that can fail before a model is trained; returns the model path."""
+    from ulmrec.ranker.model import model_context_length, resolve_model
+    from ulmrec.tasks import check_run_settings
+
+    check_run_settings(cfg)
+    if cfg.tasks.num_candidates > cfg.retrieval.num_candidates:
+        raise ConfigError(f"tasks.num_candidates={cfg.tasks.num_candidates} letters but only "
+                          f"{cfg.retrieval.num_candidates} retrieved candidates")
+    path, _ = resolve_model(cfg.ranker)
+    context = model_context_length(path)
+    if context and cfg.ranker.max_length > context:
+        raise ConfigError(f"ranker.max_length={cfg.ranker.max_length} is longer than the model allows "
+                          f"({context} positions, {cfg.ranker.model})")
+    return path
+
+
+# ----------------------------------------------------------------------------------------- the stage
+def _inputs(cfg: Config, run_dir: Path) -> list[Path]:
+    run_dir = Path(run_dir)
+    files = [run_dir / "data" / "interactions.parquet", run_dir / "data" / "items.parquet",
+             run_dir / "retrieval" / "candidates_valid.parquet"]
+    if cfg.tasks.identity == "index":
+        files.append(run_dir / "index" / "user_index.parquet")
+    if cfg.tasks.train_candidates == "retriever":
+        files.append(run_dir / "retrieval" / "candidates_train.parquet")
+    for optional in (run_dir / "preferences" / "preferences.parquet", run_dir / "data" / "source_preferences.parquet"):
+        if optional.exists():
+            files.append(optional)
+    return files
+
+
+def _params(cfg: Config) -> dict:
+    return {"ranker": dataclasses.asdict(cfg.ranker), "tasks": dataclasses.asdict(cfg.tasks), "seed": cfg.seed}
+
+
+def build_samples(cfg: Config, run_dir: Path, tokenizer, baseline: bool = False):
+    """``(train, valid, report)``: the mixed training samples and the fixed validation subset."""
+    import pandas as pd
+
+    from ulmrec.data.dataset import Dataset
+    from ulmrec.tasks import build_eval_samples, build_training_samples, load_preferences
+
+    tasks = baseline_tasks(cfg) if baseline else cfg.tasks
+    ds = Dataset.load(run_dir)
+    identities = {} if baseline else load_identities(cfg, ds, run_dir)
+    preferences = {} if baseline else load_preferences(ds, run_dir)
+    cut = title_cutter(tokenizer, cfg.ranker.max_title_tokens)
+    train_cands = None
+    if tasks.train_candidates == "retriever":
+        train_cands = pd.read_parquet(run_dir / "retrieval" / "candidates_train.parquet")
+    train, report = build_training_samples(ds, tasks, identities=identities, preferences=preferences,
+                                           seed=cfg.seed, title_fn=cut, train_candidates=train_cands)
+    if cfg.ranker.max_train_samples and len(train) > cfg.ranker.max_train_samples:
+        import numpy as np
+
+        keep = np.sort(np.random.default_rng([cfg.seed, 11]).choice(len(train), cfg.ranker.max_train_samples,
+                                                                     replace=False))
+        train = [train[i] for i in keep]
+        report["max_train_samples"] = cfg.ranker.max_train_samples
+    valid_cands = pd.read_parquet(run_dir / "retrieval" / "candidates_valid.parquet")
+    valid = build_eval_samples(ds, "valid", valid_cands, tasks, identities=identities, title_fn=cut,
+                               prompt="no_index" if baseline else tasks.prompt, max_users=cfg.ranker.eval_users,
+                               seed=cfg.seed)
+    report["used_samples"] = _count_tasks(train)
+    report["valid_users"] = len(valid)
+    return train, valid, report, identities
+
+
+def _count_tasks(samples) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for s in samples:
+        counts[s.task] = counts.get(s.task, 0) + 1
+    return counts
+
+
+def train_one(cfg: Config, run_dir: Path, out: Path, baseline: bool) -> dict:
+    """Build samples, check lengths, train one adapter into ``out``."""
+    from ulmrec.ranker.model import build_ranker, load_tokenizer, resolve_model
+    from ulmrec.ranker.train import check_prompt_lengths, train_ranker
+    from ulmrec.utils import resolve_device, seed_everything
+
+    name = "LlamaRec-style" if baseline else "ULMRec"
+    device = resolve_device(cfg.device)
+    path, _ = resolve_model(cfg.ranker)
+    probe = load_tokenizer(path)  # titles are cut with the base tokenizer (index tokens never occur in titles)
+    train, valid, report, identities = build_samples(cfg, run_dir, probe, baseline)
+    tokens = [] if baseline else index_tokens_of(identities)
+    seed_everything(cfg.seed)
+    model, tok = build_ranker(cfg.ranker, tokens, device)
+    longest = check_prompt_lengths(tok, valid, cfg.ranker.max_length, "validation")
+    report.update(index_tokens_added=len(tokens) if cfg.ranker.index_tokens == "added" else 0,
+                  longest_valid_prompt=longest)
+    write_json(out / "tasks_report.json", report)
+    steps = None
+    if baseline and cfg.ranker.baseline_max_steps >= 0:
+        steps = cfg.ranker.baseline_max_steps
+    summary = train_ranker(model, tok, train, valid, cfg.ranker, out, seed=cfg.seed, max_steps=steps, name=name)
+    summary["tasks"] = report["used_samples"]
+    return summary
+
+
+def _build(cfg: Config, run_dir: Path, out: Path) -> dict:
+    import torch
+
+    if cfg.ranker.num_threads:
+        torch.set_num_threads(cfg.ranker.num_threads)
+    check_settings(cfg)
+    summary = {"ulmrec": train_one(cfg, Path(run_dir), out, baseline=False)}
+    if cfg.ranker.baseline:
+        summary["llamarec"] = train_one(cfg, Path(run_dir), out / BASELINE_DIR, baseline=True)
+    for ckpt in (out / "checkpoint", out / BASELINE_DIR / "checkpoint"):
+        shutil.rmtree(ckpt, ignore_errors=True)
+    return summary
+
+
+STAGE = Stage(
+    name="ranker",
+    command="train",
+    help="alignment tuning of the LLM ranker (six tasks, LoRA) and the LlamaRec-style baseline",
+    params=_params,
+    inputs=_inputs,
+    build=_build,
+)

@@ -1,0 +1,66 @@
+"""The ranker stage on a complete tiny run directory: artifacts, the baseline adapter, errors before training."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from fixtures import LETTERS, make_run_dir, tiny_config
+
+from ulmrec.errors import ConfigError
+from ulmrec.pipeline import get_stage, run_stage
+from ulmrec.ranker import stage as ranker_stage
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, tiny_llama):
+    run_dir = make_run_dir(tmp_path_factory.mktemp("run"))
+    cfg = tiny_config(run_dir, tiny_llama)
+    record = run_stage(get_stage("ranker"), cfg)
+    return run_dir, cfg, record
+
+
+def test_stage_writes_both_adapters(trained_run):
+    run_dir, _, record = trained_run
+    out = run_dir / "ranker"
+    for sub in (out, out / "llamarec"):
+        assert (sub / "adapter" / "adapter_config.json").exists()
+        assert (sub / "best.json").exists() and (sub / "train_log.jsonl").exists()
+        assert not (sub / "checkpoint").exists()
+    summary = record["summary"]
+    assert summary["ulmrec"]["steps"] == 4 and summary["llamarec"]["steps"] == 4
+    assert set(summary["llamarec"]["tasks"]) == {"next_item"}
+    assert {"next_item", "index_to_preference", "preference_to_index", "history_to_index"} <= set(summary["ulmrec"]["tasks"])
+    report = json.loads((out / "tasks_report.json").read_text())
+    assert report["index_tokens_added"] == len({f"<a_{u}>" for u in range(8)} | {f"<b_{u + 1}>" for u in range(8)}
+                                               | {f"<c_{u % 3}>" for u in range(8)} | {"<d_7>"})
+    assert report["valid_users"] == 6  # two users' validation targets were not retrieved
+
+
+def test_stage_is_skipped_when_current(trained_run):
+    run_dir, cfg, _ = trained_run
+    assert run_stage(get_stage("train"), cfg)["skipped"]
+
+
+@pytest.mark.parametrize("override, message", [
+    ("ranker.model=/nonexistent/model", "not a model directory"),
+    ("ranker.model=no-such-org/no-such-model", "neither a local directory nor a model in the local"),
+    (f"tasks.num_candidates={LETTERS + 3}", "retrieval.num_candidates"),
+    ("ranker.max_length=5000", "longer than the model allows"),
+])
+def test_bad_settings_fail_before_training(tmp_path, tiny_llama, override, message, monkeypatch):
+    run_dir = make_run_dir(tmp_path)
+    called = []
+    monkeypatch.setattr(ranker_stage, "train_one", lambda *a, **k: called.append(1))
+    with pytest.raises(ConfigError, match=message):
+        run_stage(get_stage("ranker"), tiny_config(run_dir, tiny_llama, override))
+    assert not called
+
+
+def test_prompt_longer_than_allowed_fails_before_training(tmp_path, tiny_llama, monkeypatch):
+    from ulmrec.ranker import train as train_mod
+
+    run_dir = make_run_dir(tmp_path)
+    monkeypatch.setattr(train_mod, "response_loss", lambda *a, **k: pytest.fail("training started"))
+    with pytest.raises(ConfigError, match="ranker.max_length=40"):
+        run_stage(get_stage("ranker"), tiny_config(run_dir, tiny_llama, "ranker.max_length=40"))

@@ -1,0 +1,144 @@
+"""Training on a tiny random Llama: the loss is on the response only, the best adapter is kept, resume is exact."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from conftest import next_item_sample, text_sample
+from ulmrec.errors import ConfigError
+from ulmrec.ranker import train as train_mod
+from ulmrec.ranker.config import RankerConfig
+from ulmrec.ranker.model import build_ranker, load_ranker
+from ulmrec.ranker.predict import ranks_from_scores, score_samples
+from ulmrec.ranker.train import encode_all, response_loss, sample_order, train_ranker
+from ulmrec.ranker.verbalizer import encode_sample
+
+INDEX = ["<a_1>", "<b_2>"]
+
+
+def _cfg(model_dir, **kw) -> RankerConfig:
+    base = dict(model=str(model_dir), lr=3e-2, warmup_steps=1, batch_size=2, micro_batch_size=1, max_steps=12,
+                eval_every=4, eval_users=0, patience=0, lora_dropout=0.0, num_threads=1, baseline=False)
+    base.update(kw)
+    return RankerConfig(**base)
+
+
+def test_loss_ignores_the_prompt(tiny_llama):
+    torch.manual_seed(0)
+    model, tok = build_ranker(_cfg(tiny_llama), INDEX, "cpu")
+    s = next_item_sample(0, n=4, target=1)
+    ids, labels = encode_sample(tok, s)
+    loss = response_loss(model, [(ids, labels)], tok.pad_token_id, "cpu")
+    logits = model(input_ids=torch.tensor([ids])).logits[0, :-1]
+    target = torch.tensor(labels[1:])
+    keep = target != -100
+    expected = torch.nn.functional.cross_entropy(logits[keep], target[keep])
+    assert torch.allclose(loss, expected, atol=1e-5)
+
+
+def test_padding_does_not_change_the_loss(tiny_llama):
+    model, tok = build_ranker(_cfg(tiny_llama), INDEX, "cpu")
+    model.eval()
+    a = encode_sample(tok, next_item_sample(0, n=4, target=1))
+    b = encode_sample(tok, text_sample(1))
+    pair = response_loss(model, [a, b], tok.pad_token_id, "cpu")
+    alone = response_loss(model, [a], tok.pad_token_id, "cpu") + response_loss(model, [b], tok.pad_token_id, "cpu")
+    assert torch.allclose(pair, alone, atol=1e-4)
+
+
+def test_scores_do_not_depend_on_batching(tiny_llama):
+    model, tok = build_ranker(_cfg(tiny_llama), INDEX, "cpu")
+    samples = [next_item_sample(u, n=3 + u % 3, target=u % 3) for u in range(5)] + [next_item_sample(9, n=5)]
+    one, _ = score_samples(model, tok, samples, batch_size=1, progress=False)
+    many, _ = score_samples(model, tok, samples, batch_size=4, progress=False)
+    assert one.shape == (6, 5)
+    assert (one == many).sum() >= 0 and torch.allclose(torch.tensor(one), torch.tensor(many), atol=1e-4)
+    assert not torch.isfinite(torch.tensor(one[0, 3:])).any()
+
+
+def test_training_learns_the_answer_and_keeps_the_best(tiny_llama, tmp_path):
+    torch.manual_seed(0)
+    cfg = _cfg(tiny_llama, max_steps=24, eval_every=8, lr=1e-1)
+    model, tok = build_ranker(cfg, INDEX, "cpu")
+    valid = [next_item_sample(0, n=4, target=2)]
+    before, _ = score_samples(model, tok, valid, progress=False)
+    assert ranks_from_scores(before, valid)[0] > 0  # the random model does not know the answer
+    train = valid + [text_sample(5)]
+    summary = train_ranker(model, tok, train, valid, cfg, tmp_path, seed=1)
+    assert summary["steps"] == 24 and summary["train_samples"] == 2
+    assert summary["best_valid_NDCG@10"] == 1.0  # memorised: the target ranked first
+    log = [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
+    losses = [e["loss"] for e in log if e["event"] == "train"]
+    assert losses[-1] < losses[0]
+    assert [e["step"] for e in log if e["event"] == "eval"] == [8, 16, 24]
+    reloaded, tok2 = load_ranker(cfg, tmp_path / "adapter", "cpu")
+    scores, _ = score_samples(reloaded, tok2, valid, progress=False)
+    assert (ranks_from_scores(scores, valid) == 0).all()
+
+
+def test_resume_after_interruption_matches_uninterrupted(tiny_llama, tmp_path, monkeypatch):
+    cfg = _cfg(tiny_llama, max_steps=8, eval_every=3)
+    train = [next_item_sample(u, n=4, target=u % 4) for u in range(3)] + [text_sample(4)]
+    valid = [next_item_sample(0, n=4, target=0)]
+
+    torch.manual_seed(0)
+    model, tok = build_ranker(cfg, INDEX, "cpu")
+    train_ranker(model, tok, train, valid, cfg, tmp_path / "full", seed=3)
+    reference = {k: v.detach().clone() for k, v in model.named_parameters() if v.requires_grad}
+
+    calls = {"n": 0}
+    real = train_mod.response_loss
+
+    def crash_after_five_steps(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 5 * cfg.batch_size:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    torch.manual_seed(0)
+    model, tok = build_ranker(cfg, INDEX, "cpu")
+    monkeypatch.setattr(train_mod, "response_loss", crash_after_five_steps)
+    with pytest.raises(KeyboardInterrupt):
+        train_ranker(model, tok, train, valid, cfg, tmp_path / "resumed", seed=3)
+    monkeypatch.setattr(train_mod, "response_loss", real)
+    state = json.loads((tmp_path / "resumed" / "checkpoint" / "state.json").read_text())
+    assert state["step"] == 3
+
+    torch.manual_seed(123)  # a different fresh init: everything must come from the checkpoint
+    model, tok = build_ranker(cfg, INDEX, "cpu")
+    summary = train_ranker(model, tok, train, valid, cfg, tmp_path / "resumed", seed=3)
+    assert summary["steps"] == 8
+    for name, value in model.named_parameters():
+        if value.requires_grad:
+            assert torch.allclose(value, reference[name], atol=1e-5), (name, (value - reference[name]).abs().max())
+
+
+def test_index_token_rows_are_trained(tiny_llama_tied, tmp_path):
+    cfg = _cfg(tiny_llama_tied, max_steps=3, eval_every=3)
+    model, tok = build_ranker(cfg, INDEX, "cpu")
+    before = model.get_input_embeddings()(torch.tensor([tok.convert_tokens_to_ids("<a_1>")])).detach().clone()
+    train_ranker(model, tok, [text_sample(0, "preference_to_index")], [], cfg, tmp_path)
+    after = model.get_input_embeddings()(torch.tensor([tok.convert_tokens_to_ids("<a_1>")])).detach()
+    assert not torch.allclose(before, after)
+
+
+def test_text_mode_adds_no_tokens(tiny_llama):
+    _, tok = build_ranker(_cfg(tiny_llama, index_tokens="text"), ["<d_240>"], "cpu")
+    assert "<d_240>" not in tok.get_vocab()
+    assert len(tok.tokenize("<d_240>")) > 1
+    _, tok = build_ranker(_cfg(tiny_llama), ["<d_240>"], "cpu")
+    assert tok.tokenize("<d_240>") == ["<d_240>"]
+
+
+def test_too_long_sample_is_a_config_error_before_training(tiny_llama):
+    _, tok = build_ranker(_cfg(tiny_llama), INDEX, "cpu")
+    with pytest.raises(ConfigError, match="longer than ranker.max_length=20"):
+        encode_all(tok, [next_item_sample(0, n=20)], max_length=20)
+
+
+def test_sample_order_is_a_function_of_the_seed():
+    a, b = sample_order(5, 12, seed=7), sample_order(5, 12, seed=7)
+    assert (a == b).all() and len(a) == 12 and sorted(a[:5]) == list(range(5))
