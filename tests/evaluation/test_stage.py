@@ -1,0 +1,97 @@
+"""The evaluate stage on a tiny trained run: Rank / Overall side by side on the same users, resumable scoring."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ranker"))
+
+import conftest as ranker_conftest  # noqa: E402,F401  (installs the prompt template stand-in if needed)
+from fixtures import LETTERS, NOT_RETRIEVED, make_run_dir, tiny_config  # noqa: E402
+from tiny import build_tiny_llama  # noqa: E402
+
+from ulmrec.evaluation.metrics import metrics_from_ranks  # noqa: E402
+from ulmrec.evaluation.stage import LLAMAREC, RETRIEVER, ULMREC, ULMREC_UID, retriever_ranks  # noqa: E402
+from ulmrec.pipeline import get_stage, run_stage  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory):
+    model = build_tiny_llama(tmp_path_factory.mktemp("tiny"))
+    run_dir = make_run_dir(tmp_path_factory.mktemp("run"))
+    cfg = tiny_config(run_dir, model, "evaluate.no_history=true", "evaluate.chunk_users=2")
+    run_stage(get_stage("ranker"), cfg)
+    record = run_stage(get_stage("evaluate"), cfg)
+    return run_dir, cfg, model, record
+
+
+def test_tables_side_by_side(evaluated):
+    run_dir, _, _, _ = evaluated
+    res = json.loads((run_dir / "evaluate" / "results.json").read_text())
+    assert list(res["models"]) == [RETRIEVER, ULMREC, ULMREC_UID, LLAMAREC]
+    n_users = 8
+    assert res["test_users"] == n_users and res["rank_users"] == n_users - len(NOT_RETRIEVED)
+    assert res["coverage"] == pytest.approx((n_users - len(NOT_RETRIEVED)) / n_users)
+    ranks = pd.read_parquet(run_dir / "evaluate" / "ranks.parquet")
+    assert sorted(ranks["user_idx"]) == [u for u in range(n_users) if u not in NOT_RETRIEVED]
+    for name, entry in res["models"].items():
+        r = ranks[name].to_numpy()
+        assert ((r >= 0) & (r < LETTERS)).all()
+        assert entry["Rank"] == pytest.approx(metrics_from_ranks(r, (5, 10)))
+        for key, value in entry["Rank"].items():  # the users the retriever missed count as misses
+            assert entry["Overall"][key] == pytest.approx(value * res["coverage"])
+    # the fixture puts user u's target at candidate position u % LETTERS
+    assert ranks[RETRIEVER].tolist() == [u % LETTERS for u in ranks["user_idx"]]
+    assert "**Overall**" in (run_dir / "evaluate" / "results.md").read_text()
+
+
+def test_retriever_ranks_only_count_the_lettered_candidates():
+    frame = pd.DataFrame({"candidates": [[5, 6, 7, 8], [1, 2, 3, 9]], "target": [7, 9]})
+    assert retriever_ranks(frame, 3).tolist() == [2, -1]
+
+
+def test_subset_and_resume(evaluated, monkeypatch):
+    run_dir, cfg, model, _ = evaluated
+    from ulmrec.config import load_config
+
+    sub = load_config(None, [f"{k}={v}" for k, v in {"run_dir": run_dir, "ranker.model": model}.items()]
+                      + [o for o in _overrides(cfg)] + ["evaluate.max_users=3", "evaluate.chunk_users=2"])
+    calls = {"n": 0}
+    from ulmrec.ranker import predict  # score_in_chunks imports score_samples from here at call time
+
+    original = predict.score_samples
+
+    def crash_on_second_chunk(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(predict, "score_samples", crash_on_second_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        run_stage(get_stage("evaluate"), sub)
+    parts = run_dir / ".evaluate.partial" / "parts"
+    assert len(list(parts.glob("*.npy"))) == 1
+    monkeypatch.setattr(predict, "score_samples", original)
+    run_stage(get_stage("evaluate"), sub)
+    res = json.loads((run_dir / "evaluate" / "results.json").read_text())
+    assert res["subset"] and res["scored_rank_users"] == 3
+    for entry in res["models"].values():
+        for key, value in entry["Rank"].items():
+            assert entry["Overall"][key] == pytest.approx(value * res["coverage"])
+    assert np.isfinite(res["models"][ULMREC]["seconds_per_user"])
+
+
+def _overrides(cfg) -> list[str]:
+    return ["device=cpu", f"tasks.num_candidates={cfg.tasks.num_candidates}",
+            f"retrieval.num_candidates={cfg.retrieval.num_candidates}", f"tasks.max_history={cfg.tasks.max_history}",
+            f"ranker.max_steps={cfg.ranker.max_steps}", f"ranker.eval_every={cfg.ranker.eval_every}",
+            f"ranker.batch_size={cfg.ranker.batch_size}", f"ranker.warmup_steps={cfg.ranker.warmup_steps}",
+            f"ranker.num_threads={cfg.ranker.num_threads}", f"ranker.max_length={cfg.ranker.max_length}",
+            "evaluate.no_history=true"]
