@@ -7,18 +7,20 @@ OpenAI-compatible server, cached in SQLite), ``offline`` (a deterministic keywor
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import Counter
 from pathlib import Path
 
 from ulmrec.config import Config
 from ulmrec.data.dataset import Dataset
-from ulmrec.io import write_json, write_parquet
+from ulmrec.io import fingerprint, write_json, write_parquet
 from ulmrec.pipeline import Stage
 from ulmrec.preferences.history import UserHistory, training_histories
 from ulmrec.preferences.importer import LEAKAGE_NOTE, from_dataset, from_jsonl
 from ulmrec.preferences.offline import VERSION as OFFLINE_SOURCE
 from ulmrec.preferences.offline import OfflineExtractor
+from ulmrec.preferences.prompts import PROMPTS
 from ulmrec.preferences.table import PreferenceRecord, leak_probe, to_frame
 from ulmrec.utils import cache_dir
 
@@ -30,6 +32,16 @@ TRAIN_ONLY_NOTE = ("Built from training-period interactions only (no validation 
 
 def cache_path(cfg: Config) -> Path:
     return Path(cfg.preferences.cache_path) if cfg.preferences.cache_path else cache_dir() / "preferences.sqlite"
+
+
+def _params(cfg: Config) -> dict:
+    """The output-deciding settings plus the versions of the code that writes sentences (offline extractor,
+    prompt template text), so a change there re-runs the stage."""
+    p = cfg.preferences
+    params = {**p.output_params(), "offline_version": OFFLINE_SOURCE}
+    if p.mode == "api":
+        params["prompt_template"] = fingerprint(dataclasses.asdict(PROMPTS[p.prompt_version]))
+    return params
 
 
 def _inputs(cfg: Config, run_dir: Path) -> list[Path]:
@@ -120,7 +132,7 @@ STAGE = Stage(
     name="preferences",
     command="preferences",
     help="one preference sentence per user: import, ask an OpenAI-compatible server, or offline stand-in",
-    params=lambda cfg: cfg.preferences.output_params(),
+    params=_params,
     inputs=_inputs,
     build=_build,
 )
