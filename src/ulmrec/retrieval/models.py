@@ -1,0 +1,63 @@
+"""Build a retriever from the stage settings, and load a trained one back from ``model.safetensors`` +
+``model.yaml``."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from pathlib import Path
+from typing import Any
+
+import yaml
+from safetensors.torch import load_file
+
+from ulmrec.errors import DataError
+from ulmrec.retrieval.base import SequentialRecommender
+from ulmrec.retrieval.config import RetrievalConfig
+
+#: model name -> (module, model class, config class)
+REGISTRY = {
+    "lrurec": ("ulmrec.retrieval.lru", "LRURec", "LRURecConfig"),
+    "sasrec": ("ulmrec.retrieval.sasrec", "SASRec", "SASRecConfig"),
+    "bert4rec": ("ulmrec.retrieval.bert4rec", "BERT4Rec", "BERT4RecConfig"),
+    "narm": ("ulmrec.retrieval.narm", "NARM", "NARMConfig"),
+}
+
+
+def _classes(name: str) -> tuple[type, type]:
+    module, model_cls, config_cls = REGISTRY[name]
+    mod = importlib.import_module(module)
+    return getattr(mod, model_cls), getattr(mod, config_cls)
+
+
+def model_config(cfg: RetrievalConfig, num_items: int) -> Any:
+    """The model's own config dataclass, filled from the stage settings that it has fields for."""
+    _, config_cls = _classes(cfg.model)
+    names = {f.name for f in dataclasses.fields(config_cls)}
+    stage = dataclasses.asdict(cfg)
+    return config_cls(num_items=num_items, **{k: v for k, v in stage.items() if k in names and k != "num_items"})
+
+
+def build_model(cfg: RetrievalConfig, num_items: int) -> SequentialRecommender:
+    model_cls, _ = _classes(cfg.model)
+    return model_cls(model_config(cfg, num_items))
+
+
+def model_card(name: str, model: SequentialRecommender, **extra: Any) -> dict[str, Any]:
+    """What ``model.yaml`` holds: the model name and its config (enough to rebuild it)."""
+    return {"model": name, "config": dataclasses.asdict(model.cfg), **extra}
+
+
+def load_retriever(directory: str | Path, device: str = "cpu") -> SequentialRecommender:
+    """Rebuild a trained retriever from ``<dir>/model.yaml`` and ``<dir>/model.safetensors``."""
+    d = Path(directory)
+    card_path = d / "model.yaml"
+    if not card_path.exists() or not (d / "model.safetensors").exists():
+        raise DataError("no trained retriever here (model.yaml / model.safetensors missing); run `ulmrec retrieve`", d)
+    card = yaml.safe_load(card_path.read_text(encoding="utf-8")) or {}
+    if card.get("model") not in REGISTRY:
+        raise DataError(f"unknown model {card.get('model')!r}; known: {', '.join(REGISTRY)}", card_path, field="model")
+    model_cls, config_cls = _classes(card["model"])
+    model = model_cls(config_cls(**card["config"]))
+    model.load_state_dict(load_file(str(d / "model.safetensors"), device=device))
+    return model.to(device).eval()

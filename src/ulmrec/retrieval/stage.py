@@ -1,0 +1,104 @@
+"""``ulmrec retrieve``: train the retriever (``retrieval.model``), then write its top-k candidates.
+
+Artifacts in ``<run_dir>/retrieval/`` (docs/ARCHITECTURE.md): ``model.safetensors`` + ``model.yaml``,
+``candidates_valid.parquet`` / ``candidates_test.parquet`` (and ``candidates_train.parquet`` with
+``retrieval.train_candidates: true``), ``metrics.json`` (full-ranking metrics over all items, history
+masked) and ``train_log.json``. Validation histories are the training items; test histories add the
+validation item (LlamaRec). Training checkpoints live in the stage's partial directory, so an interrupted
+``ulmrec retrieve`` resumes from its last validation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+from ulmrec.config import Config
+from ulmrec.data.dataset import Dataset
+from ulmrec.io import read_json, write_json, write_parquet, write_safetensors, write_yaml
+from ulmrec.pipeline import Stage
+from ulmrec.retrieval.candidates import candidates_frame, full_ranking_metrics, rank_next_items
+from ulmrec.retrieval.data import split_histories, train_prefixes, training_windows
+from ulmrec.retrieval.models import build_model, model_card
+from ulmrec.retrieval.train import Trainer
+from ulmrec.utils import resolve_device, seed_everything
+
+log = logging.getLogger("ulmrec")
+
+
+def _params(cfg: Config) -> dict:
+    params = dataclasses.asdict(cfg.retrieval)
+    for volatile in ("eval_batch_size", "num_threads"):  # do not change the output
+        params.pop(volatile)
+    return {**params, "seed": cfg.seed}
+
+
+def _inputs(cfg: Config, run_dir: Path) -> list[Path]:
+    return [Path(run_dir) / "data" / "interactions.parquet"]
+
+
+def _build(cfg: Config, run_dir: Path, out: Path) -> dict:
+    rc = cfg.retrieval
+    if rc.num_threads:
+        torch.set_num_threads(rc.num_threads)
+    device = resolve_device(cfg.device)
+    seed_everything(cfg.seed)
+    ds = Dataset.load(run_dir)
+    model = build_model(rc, ds.num_items)
+    windows = training_windows(ds.train_sequences(), rc.max_len)
+    valid_h, valid_t = split_histories(ds, "valid")
+    log.info("retrieval: %s on %d users, %d items, %d training windows, device %s", rc.model, ds.num_users,
+             ds.num_items, len(windows), device)
+
+    trainer = Trainer(model, rc, out / "checkpoints", device=device, seed=cfg.seed)
+    state = trainer.fit(windows, valid_h, valid_t)
+    model = trainer.load_best().eval()
+    training = {"epochs": state.epoch, "steps": state.step, "best_epoch": state.best_epoch,
+                f"best_valid_{rc.best_metric}": state.best, "stopped": state.stopped,
+                "train_seconds": round(state.seconds, 1),
+                "seconds_per_epoch": round(sum(h["train_s"] for h in state.history) / max(state.epoch, 1), 2)}
+    write_safetensors(out / "model.safetensors", model.state_dict(), metadata={"model": rc.model})
+    write_yaml(out / "model.yaml", model_card(rc.model, model, training=training))
+
+    metrics = {"model": rc.model, "users": ds.num_users, "items": ds.num_items, "training": training}
+    for split in ("valid", "test"):
+        t0 = time.time()
+        histories, targets = split_histories(ds, split)
+        res = rank_next_items(model, histories, targets, rc.max_len, k=rc.num_candidates,
+                              batch_size=rc.eval_batch_size, device=device, desc=f"candidates {split}")
+        write_parquet(out / f"candidates_{split}.parquet",
+                      candidates_frame(range(ds.num_users), res, targets))
+        metrics[split] = full_ranking_metrics(res["rank"], sorted({*rc.metric_ks, rc.num_candidates}))
+        metrics[split]["coverage"] = float((res["target_rank"] >= 0).mean())
+        metrics[split]["seconds"] = round(time.time() - t0, 2)
+        log.info("retrieval %s: %s", split, {k: round(v, 4) for k, v in metrics[split].items()})
+    if rc.train_candidates:
+        t0 = time.time()
+        users, positions, histories, targets = train_prefixes(ds)
+        res = rank_next_items(model, histories, targets, rc.max_len, k=rc.num_candidates,
+                              batch_size=rc.eval_batch_size, device=device, desc="candidates train")
+        write_parquet(out / "candidates_train.parquet", candidates_frame(users, res, targets, positions))
+        metrics["train"] = {"prefixes": len(users), "coverage": float((res["target_rank"] >= 0).mean()),
+                            "seconds": round(time.time() - t0, 2)}
+    write_json(out / "metrics.json", metrics)
+
+    ckpt = out / "checkpoints"
+    write_json(out / "train_log.json", read_json(ckpt / "trainer_state.json")["history"])
+    shutil.rmtree(ckpt)
+    return {"model": rc.model, "epochs": state.epoch, "train_seconds": training["train_seconds"],
+            **{f"test_{k}": round(v, 4) for k, v in metrics["test"].items() if k in ("NDCG@10", "Recall@10", "Recall@20")}}
+
+
+STAGE = Stage(
+    name="retrieval",
+    command="retrieve",
+    help="train the retriever (LRURec by default) and write its top-20 candidates for validation and test",
+    params=_params,
+    inputs=_inputs,
+    build=_build,
+)
