@@ -1,0 +1,194 @@
+"""Tables (Markdown, CSV, LaTeX) and figures (matplotlib PNG) of the experiments; mean and standard deviation
+over seeds; every file names the exact command that made it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ulmrec.io import write_bytes, write_text
+
+RANK_COLS = ["MRR@5", "NDCG@5", "Recall@5", "MRR@10", "NDCG@10", "Recall@10"]
+OVERALL_COLS = ["NDCG@10", "Recall@10"]
+SHORT = {"MRR": "M", "NDCG": "N", "Recall": "R"}
+
+#: The paper's Games numbers (Table 2 and Table 4), as printed.
+PAPER_GAMES = {
+    "LRURec": {"Rank": dict(zip(RANK_COLS, [0.2504, 0.3009, 0.4544, 0.2811, 0.3760, 0.6879], strict=True)),
+               "Overall": {"NDCG@10": 0.0800, "Recall@10": 0.1463}},
+    "LlamaRec": {"Rank": dict(zip(RANK_COLS, [0.2825, 0.3360, 0.4995, 0.3158, 0.4173, 0.7522], strict=True)),
+                 "Overall": {"NDCG@10": 0.0887, "Recall@10": 0.1599}},
+    "ULMRec": {"Rank": dict(zip(RANK_COLS, [0.3071, 0.3641, 0.5379, 0.3364, 0.4354, 0.7592], strict=True)),
+               "Overall": {"NDCG@10": 0.0918, "Recall@10": 0.1600}},
+    "ULMRec-uid": {"Rank": dict(zip(RANK_COLS, [0.1843, 0.2330, 0.3822, 0.2209, 0.3233, 0.6647], strict=True))},
+}
+
+
+def short(col: str) -> str:
+    m, k = col.split("@")
+    return f"{SHORT.get(m, m)}@{k}"
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float, int]:
+    """Mean, sample standard deviation (nan for one value) and count of the finite values."""
+    v = np.asarray([x for x in values if x is not None and not (isinstance(x, float) and math.isnan(x))], float)
+    if len(v) == 0:
+        return float("nan"), float("nan"), 0
+    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else float("nan"), len(v)
+
+
+def fmt(mean: float, std: float, digits: int = 4, sep: str = " ± ") -> str:
+    if math.isnan(mean):
+        return "–"
+    return f"{mean:.{digits}f}" + ("" if math.isnan(std) else f"{sep}{std:.{digits}f}")
+
+
+class Table:
+    """Rows of ``{column: [value per seed]}`` (or fixed reference values) rendered three ways."""
+
+    def __init__(self, title: str, columns: list[tuple[str, str]], digits: int = 4):
+        self.title = title
+        self.columns = columns  # (key, header)
+        self.digits = digits
+        self.rows: list[tuple[str, dict[str, list[float]], str]] = []  # (label, values, kind)
+
+    def add(self, label: str, values: dict[str, list[float]], kind: str = "measured") -> None:
+        self.rows.append((label, values, kind))
+
+    def stats(self) -> list[tuple[str, str, dict[str, tuple[float, float, int]]]]:
+        return [(label, kind, {k: mean_std(values.get(k, [])) for k, _ in self.columns})
+                for label, values, kind in self.rows]
+
+    def markdown(self) -> str:
+        head = "| | " + " | ".join(h for _, h in self.columns) + " | seeds |"
+        lines = [head, "|" + "---|" * (len(self.columns) + 2)]
+        for label, kind, st in self.stats():
+            n = max((c for _, _, c in st.values()), default=0)
+            cells = [fmt(m, s, self.digits) for m, s, _ in st.values()]
+            lines.append(f"| {label} | " + " | ".join(cells) + f" | {n if kind == 'measured' else 'paper'} |")
+        return "\n".join(lines)
+
+    def csv(self, command: str) -> str:
+        buf = io.StringIO()
+        buf.write(f"# {self.title}\n# command: {command}\n")
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["row", "kind"] + [f"{k}_{s}" for k, _ in self.columns for s in ("mean", "std")] + ["seeds"])
+        for label, kind, st in self.stats():
+            n = max((c for _, _, c in st.values()), default=0)
+            w.writerow([label, kind] + [f"{x:.6f}" if not math.isnan(x) else "" for m, s, _ in st.values()
+                                        for x in (m, s)] + [n])
+        return buf.getvalue()
+
+    def latex(self, command: str) -> str:
+        def esc(s: str) -> str:
+            return s.replace("_", r"\_").replace("&", r"\&").replace("%", r"\%").replace("@", "@")
+
+        cols = "l" + "c" * len(self.columns)
+        out = [f"% {self.title}", f"% command: {command}", r"\begin{tabular}{" + cols + "}", r"\toprule",
+               " & ".join([""] + [esc(h) for _, h in self.columns]) + r" \\", r"\midrule"]
+        for label, kind, st in self.stats():
+            cells = [fmt(m, s, self.digits, sep=r"$\pm$") for m, s, _ in st.values()]
+            name = esc(label) + (" (paper)" if kind == "paper" and "paper" not in label else "")
+            out.append(" & ".join([name] + [c.replace("–", "--") for c in cells]) + r" \\")
+        out += [r"\bottomrule", r"\end{tabular}", ""]
+        return "\n".join(out)
+
+
+def metric_columns(with_overall: bool = True) -> list[tuple[str, str]]:
+    cols = [(f"Rank/{c}", f"Rank {short(c)}") for c in RANK_COLS]
+    if with_overall:
+        cols += [(f"Overall/{c}", f"Overall {short(c)}") for c in OVERALL_COLS]
+    return cols
+
+
+def metric_values(records: dict[int, dict[str, Any]], model: str) -> dict[str, list[float]]:
+    """``{'Rank/NDCG@10': [per seed], ...}`` of ``model`` in the evaluate results of each seed's record."""
+    out: dict[str, list[float]] = {}
+    for rec in records.values():
+        entry = rec.get("models", {}).get(model)
+        if entry is None:
+            continue
+        for part in ("Rank", "Overall"):
+            for k, v in entry.get(part, {}).items():
+                out.setdefault(f"{part}/{k}", []).append(v)
+        if entry.get("seconds_per_user") is not None:
+            out.setdefault("seconds_per_user", []).append(entry["seconds_per_user"])
+    train = [r.get("train", {}) for r in records.values()]
+    for key in ("train_samples", "steps", "train_seconds"):
+        vals = [t[key] for t in train if t.get(key) is not None]
+        if vals:
+            out[key] = vals
+    return out
+
+
+def paper_values(name: str) -> dict[str, list[float]]:
+    ref = PAPER_GAMES[name]
+    return {f"{part}/{k}": [v] for part, d in ref.items() for k, v in d.items()}
+
+
+def write_outputs(out_dir: Path, stem: str, header: str, table: Table, command: str, notes: str = "",
+                  extra_md: str = "") -> None:
+    """``<stem>.md`` (with the command, the table and notes), ``<stem>.csv`` and ``<stem>.tex``."""
+    md = [f"# {table.title}", "", header, "", "Command:", "", "```", command, "```", "", table.markdown(), ""]
+    if notes:
+        md += [notes, ""]
+    if extra_md:
+        md += [extra_md, ""]
+    write_text(out_dir / f"{stem}.md", "\n".join(md))
+    write_text(out_dir / f"{stem}.csv", table.csv(command))
+    write_text(out_dir / f"{stem}.tex", table.latex(command))
+
+
+# --------------------------------------------------------------------------------------------- figures
+def _save(fig, path: Path) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=150, bbox_inches="tight")
+    write_bytes(path, buf.getvalue())
+
+
+def bar_figure(path: Path, groups: list[str], panels: list[tuple[str, list[tuple[str, list[tuple[float, float]]]]]],
+               title: str, command: str) -> None:
+    """Grouped bars, one subplot per panel: ``panels`` = [(y label, [(legend label, [(mean, std) per group])])];
+    error bars = standard deviation over seeds; the command is printed under the figure."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = max(len(series) for _, series in panels)
+    width = 0.8 / max(1, n)
+    x = np.arange(len(groups))
+    long = max(len(g) for g in groups) > 8
+    fig, axes = plt.subplots(1, len(panels), figsize=(max(5.0, 0.55 * len(groups) * max(2, n) * 0.6 + 2.5) * len(panels)
+                                                      / max(1, len(panels) - 0.4 * (len(panels) - 1)), 4.0),
+                             squeeze=False)
+    colors = plt.get_cmap("tab10").colors
+    for ax, (ylabel, series) in zip(axes[0], panels, strict=True):
+        for i, (label, vals) in enumerate(series):
+            means = [m for m, _ in vals]
+            stds = [0.0 if math.isnan(s) else s for _, s in vals]
+            bars = ax.bar(x + (i - (len(series) - 1) / 2) * width, means, width, yerr=stds, capsize=2, label=label,
+                          color=colors[i % len(colors)], edgecolor="black", linewidth=0.4)
+            for b, m in zip(bars, means, strict=True):
+                if not math.isnan(m):
+                    ax.annotate(f"{m:.3f}", (b.get_x() + b.get_width() / 2, m), ha="center", va="bottom",
+                                fontsize=6, xytext=(0, 2), textcoords="offset points", rotation=90)
+        ax.set_xticks(x)
+        ax.set_xticklabels(groups, rotation=25 if long else 0, ha="right" if long else "center", fontsize=8)
+        ax.set_ylabel(ylabel)
+        tops = [m + (0 if math.isnan(s) else s) for _, vals in series for m, s in vals if not math.isnan(m)]
+        ax.set_ylim(0, max(tops + [0.01]) * 1.3)
+        ax.legend(fontsize=7, ncol=min(len(series), 4), loc="upper left")
+        ax.grid(axis="y", linewidth=0.3)
+    fig.suptitle(title, fontsize=10)
+    fig.text(0.01, -0.02, f"$ {command}", fontsize=5.5, family="monospace", ha="left", va="top", wrap=True)
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)
