@@ -12,7 +12,6 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ranker"))
 
-import conftest as ranker_conftest  # noqa: E402,F401  (installs the prompt template stand-in if needed)
 from fixtures import LETTERS, NOT_RETRIEVED, make_run_dir, tiny_config  # noqa: E402
 from tiny import build_tiny_llama  # noqa: E402
 

@@ -64,3 +64,29 @@ def test_prompt_longer_than_allowed_fails_before_training(tmp_path, tiny_llama, 
     monkeypatch.setattr(train_mod, "response_loss", lambda *a, **k: pytest.fail("training started"))
     with pytest.raises(ConfigError, match="ranker.max_length=40"):
         run_stage(get_stage("ranker"), tiny_config(run_dir, tiny_llama, "ranker.max_length=40"))
+
+
+@pytest.mark.parametrize("user", ["U002", "2", "U001"])
+def test_recommend_ranks_the_candidates(trained_run, user, capsys):
+    import argparse
+
+    from ulmrec.ranker.recommend import add_arguments, main, recommend
+
+    run_dir, cfg, _ = trained_run
+    table = recommend(cfg, user, top=10)
+    assert len(table) == LETTERS and list(table["rank"]) == [1, 2, 3, 4]
+    assert table["score"].is_monotonic_decreasing
+    assert table["held_out"].sum() == (0 if user == "U001" else 1)  # user 1's test item was not retrieved
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = ["--user", user, "--top", "2", f"run_dir={run_dir}", f"ranker.model={cfg.ranker.model}",
+            f"tasks.num_candidates={LETTERS}", "ranker.max_title_tokens=32"]
+    assert main(parser.parse_args(args)) == 0
+    assert capsys.readouterr().out.count("(item ") == 2
+
+
+def test_recommend_unknown_user(trained_run):
+    from ulmrec.ranker.recommend import recommend
+
+    with pytest.raises(ConfigError, match="no user 'nobody'"):
+        recommend(trained_run[1], "nobody")

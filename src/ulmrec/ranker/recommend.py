@@ -1,0 +1,106 @@
+"""``ulmrec recommend --user ID``: the ranked candidate titles for one user from a trained run.
+
+The user's test-time candidates (``retrieval/candidates_test.parquet``) are ranked by the trained ULMRec
+adapter (``--baseline``: the LlamaRec-style one) from the user's history without the held-out test item, which
+is marked in the output when it is among the candidates::
+
+    ulmrec recommend -c beauty --user A1YJEY40YUW4SE
+    ulmrec recommend -c sample --user 17 --top 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ulmrec.errors import ConfigError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--user", required=True, help="the user's original id (e.g. a reviewerID) or user_idx")
+    parser.add_argument("--top", type=int, default=10, help="how many titles to print (default 10)")
+    parser.add_argument("--baseline", action="store_true", help="rank with the LlamaRec-style adapter instead")
+    parser.add_argument("-c", "--config", action="append", default=[], metavar="PRESET_OR_YAML",
+                        help="preset name or YAML file of the run (repeatable)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="settings, e.g. run_dir=runs/beauty")
+
+
+def find_user(ds, user: str) -> int:
+    ids = ds.users["user_id"].astype(str).to_numpy()
+    hit = np.flatnonzero(ids == user)
+    if len(hit):
+        return int(ds.users["user_idx"].to_numpy()[hit[0]])
+    if user.isdigit() and int(user) < ds.num_users:
+        return int(user)
+    raise ConfigError(f"no user {user!r} (neither an original user id nor a user_idx below {ds.num_users})")
+
+
+def recommend(cfg, user: str, top: int = 10, baseline: bool = False) -> pd.DataFrame:
+    """Ranked candidates of one user: rank, item_idx, title, score, held_out (the test item)."""
+    import torch
+
+    from ulmrec.data.dataset import Dataset
+    from ulmrec.ranker.model import load_ranker, load_tokenizer, resolve_model
+    from ulmrec.ranker.predict import score_samples
+    from ulmrec.ranker.stage import load_identities, title_cutter
+    from ulmrec.tasks import build_eval_samples
+    from ulmrec.utils import resolve_device
+
+    run_dir = Path(cfg.run_dir)
+    adapter = run_dir / "ranker" / ("llamarec/adapter" if baseline else "adapter")
+    if not (adapter / "adapter_config.json").exists():
+        raise ConfigError(f"no trained ranker in {adapter}; run `ulmrec train` (or `ulmrec run`) for this run_dir")
+    if cfg.ranker.num_threads:
+        torch.set_num_threads(cfg.ranker.num_threads)
+    ds = Dataset.load(run_dir)
+    u = find_user(ds, str(user))
+    cands = pd.read_parquet(run_dir / "retrieval" / "candidates_test.parquet")
+    row = cands[cands["user_idx"] == u]
+    if row.empty:
+        raise ConfigError(f"user {user!r} has no candidates in {run_dir / 'retrieval' / 'candidates_test.parquet'}")
+    n = cfg.tasks.num_candidates
+    # build the prompt as for evaluation; the target field only marks the held-out item, it is not shown
+    items = [int(i) for i in row["candidates"].iloc[0][:n]]
+    test_item = int(ds.test_targets()[u])
+    shown = row.assign(candidates=[items], target=[test_item if test_item in items else items[0]])
+    prompt = "no_index" if baseline else cfg.tasks.prompt
+    tasks = dataclasses.replace(cfg.tasks, prompt=prompt)
+    device = resolve_device(cfg.device)
+    path, _ = resolve_model(cfg.ranker)
+    cut = title_cutter(load_tokenizer(path), cfg.ranker.max_title_tokens)
+    identities = {} if baseline else load_identities(cfg, ds, run_dir)
+    truth = ds.test_targets().copy()
+    truth[u] = int(shown["target"].iloc[0])
+    ds_view = _with_test_target(ds, u, truth[u])
+    sample = build_eval_samples(ds_view, "test", shown, tasks, identities=identities, title_fn=cut, prompt=prompt)[0]
+    model, tok = load_ranker(cfg.ranker, adapter, device)
+    scores, _ = score_samples(model, tok, [sample], 1, device, progress=False)
+    order = np.argsort(-scores[0][:len(items)], kind="stable")[:top]
+    return pd.DataFrame({"rank": np.arange(1, len(order) + 1), "item_idx": [items[i] for i in order],
+                         "title": [ds.titles[items[i]] for i in order], "score": scores[0][order],
+                         "held_out": [items[i] == test_item for i in order]})
+
+
+def _with_test_target(ds, u: int, item: int):
+    """``ds`` whose user ``u`` has ``item`` as test item (the candidates builder checks the target)."""
+    if int(ds.test_targets()[u]) == item:
+        return ds
+    inter = ds.interactions.copy()
+    last = inter.index[(inter["user_idx"] == u) & (inter["split"] == "test")]
+    inter.loc[last, "item_idx"] = item
+    return dataclasses.replace(ds, interactions=inter)
+
+
+def main(args: argparse.Namespace) -> int:
+    from ulmrec.config import load_config
+
+    cfg = load_config(args.config, args.overrides)
+    table = recommend(cfg, args.user, args.top, args.baseline)
+    for r in table.itertuples():
+        mark = "  <- held-out test item" if r.held_out else ""
+        print(f"{r.rank:>3}. {r.title}  (item {r.item_idx}, score {r.score:.3f}){mark}")
+    return 0

