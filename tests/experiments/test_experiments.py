@@ -167,7 +167,16 @@ def test_reports_name_the_command_and_aggregate_seeds(grid):
     assert float(row[header.index("Rank/NDCG@10_mean")]) == pytest.approx(m, abs=1e-6)
     assert row[-1] == "2"
     assert "% command:" in (root / "out" / "uid" / "table.tex").read_text()
-    assert "(paper" in md
+    assert "(paper" not in md  # the tiny run is neither of the paper's datasets: no paper rows
+
+
+def test_paper_rows_only_for_the_papers_datasets():
+    from ulmrec.experiments.report import paper_dataset, paper_values
+
+    assert paper_dataset("games") == "games" and paper_dataset("runs/experiments/beauty-base") == "beauty"
+    assert paper_dataset("sample-run") is None and paper_values(None, "ULMRec") == {}
+    assert paper_values("games", "ULMRec-uid")["Rank/NDCG@10"] == [0.3233]
+    assert "Overall/NDCG@10" not in paper_values("games", "ULMRec-uid")
 
 
 def test_case_study_and_timing(grid):

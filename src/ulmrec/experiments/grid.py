@@ -64,7 +64,7 @@ ABLATION = ["full", "wo_pref", "wo_intent", "wo_rating", "wo_history", "wo_turnp
 
 #: Experiment name -> (what it reproduces, variants it needs, in run order).
 EXPERIMENTS: dict[str, tuple[str, list[str]]] = {
-    "main": ("Table 2 (Games rows): retriever order, LlamaRec-style ranker, ULMRec", ["full", "llamarec"]),
+    "main": ("Table 2 (one dataset's rows): retriever order, LlamaRec-style ranker, ULMRec", ["full", "llamarec"]),
     "uid": ("Table 4: ULMRec vs ULMRec-uid (user index + candidates, no history)", ["full"]),
     "case-study": ("Figure 10: the preference generated from an index prefix of 1..4 levels", ["full"]),
     "inference-time": ("Section 5.4.3: inference time per test user", ["full"]),

@@ -19,16 +19,31 @@ RANK_COLS = ["MRR@5", "NDCG@5", "Recall@5", "MRR@10", "NDCG@10", "Recall@10"]
 OVERALL_COLS = ["NDCG@10", "Recall@10"]
 SHORT = {"MRR": "M", "NDCG": "N", "Recall": "R"}
 
-#: The paper's Games numbers (Table 2 and Table 4), as printed.
-PAPER_GAMES = {
-    "LRURec": {"Rank": dict(zip(RANK_COLS, [0.2504, 0.3009, 0.4544, 0.2811, 0.3760, 0.6879], strict=True)),
-               "Overall": {"NDCG@10": 0.0800, "Recall@10": 0.1463}},
-    "LlamaRec": {"Rank": dict(zip(RANK_COLS, [0.2825, 0.3360, 0.4995, 0.3158, 0.4173, 0.7522], strict=True)),
-                 "Overall": {"NDCG@10": 0.0887, "Recall@10": 0.1599}},
-    "ULMRec": {"Rank": dict(zip(RANK_COLS, [0.3071, 0.3641, 0.5379, 0.3364, 0.4354, 0.7592], strict=True)),
-               "Overall": {"NDCG@10": 0.0918, "Recall@10": 0.1600}},
-    "ULMRec-uid": {"Rank": dict(zip(RANK_COLS, [0.1843, 0.2330, 0.3822, 0.2209, 0.3233, 0.6647], strict=True))},
+def _row(rank: list[float], overall: tuple[float, float] | None = None) -> dict[str, dict[str, float]]:
+    out = {"Rank": dict(zip(RANK_COLS, rank, strict=True))}
+    if overall:
+        out["Overall"] = {"NDCG@10": overall[0], "Recall@10": overall[1]}
+    return out
+
+
+#: The paper's numbers as printed (Table 2, Table 4: Games only; section 5.4.3: seconds per test user).
+PAPER = {
+    "games": {"LRURec": _row([0.2504, 0.3009, 0.4544, 0.2811, 0.3760, 0.6879], (0.0800, 0.1463)),
+              "LlamaRec": _row([0.2825, 0.3360, 0.4995, 0.3158, 0.4173, 0.7522], (0.0887, 0.1599)),
+              "ULMRec": _row([0.3071, 0.3641, 0.5379, 0.3364, 0.4354, 0.7592], (0.0918, 0.1600)),
+              "ULMRec-uid": _row([0.1843, 0.2330, 0.3822, 0.2209, 0.3233, 0.6647]),
+              "seconds": {"ULMRec": 0.423, "LlamaRec": 0.417}},
+    "beauty": {"LRURec": _row([0.2944, 0.3403, 0.4801, 0.3259, 0.4168, 0.7170], (0.0533, 0.0916)),
+               "LlamaRec": _row([0.3016, 0.3524, 0.5071, 0.3350, 0.4337, 0.7600], (0.0554, 0.0971)),
+               "ULMRec": _row([0.3253, 0.3792, 0.5436, 0.3520, 0.4445, 0.7468], (0.0585, 0.0982)),
+               "seconds": {"ULMRec": 0.615, "LlamaRec": 0.636}},
 }
+
+
+def paper_dataset(name: str) -> str | None:
+    """'games' / 'beauty' when ``name`` (presets or run directory) says which of the paper's datasets it is."""
+    low = name.lower()
+    return next((d for d in PAPER if d in low), None)
 
 
 def short(col: str) -> str:
@@ -53,10 +68,12 @@ def fmt(mean: float, std: float, digits: int = 4, sep: str = " ± ") -> str:
 class Table:
     """Rows of ``{column: [value per seed]}`` (or fixed reference values) rendered three ways."""
 
-    def __init__(self, title: str, columns: list[tuple[str, str]], digits: int = 4):
+    def __init__(self, title: str, columns: list[tuple[str, str]], digits: int = 4,
+                 col_digits: dict[str, int] | None = None):
         self.title = title
         self.columns = columns  # (key, header)
         self.digits = digits
+        self.col_digits = {"train_samples": 0, "steps": 0, "train_seconds": 0, **(col_digits or {})}
         self.rows: list[tuple[str, dict[str, list[float]], str]] = []  # (label, values, kind)
 
     def add(self, label: str, values: dict[str, list[float]], kind: str = "measured") -> None:
@@ -71,7 +88,7 @@ class Table:
         lines = [head, "|" + "---|" * (len(self.columns) + 2)]
         for label, kind, st in self.stats():
             n = max((c for _, _, c in st.values()), default=0)
-            cells = [fmt(m, s, self.digits) for m, s, _ in st.values()]
+            cells = [fmt(m, s, self.col_digits.get(k, self.digits)) for k, (m, s, _) in st.items()]
             lines.append(f"| {label} | " + " | ".join(cells) + f" | {n if kind == 'measured' else 'paper'} |")
         return "\n".join(lines)
 
@@ -94,7 +111,7 @@ class Table:
         out = [f"% {self.title}", f"% command: {command}", r"\begin{tabular}{" + cols + "}", r"\toprule",
                " & ".join([""] + [esc(h) for _, h in self.columns]) + r" \\", r"\midrule"]
         for label, kind, st in self.stats():
-            cells = [fmt(m, s, self.digits, sep=r"$\pm$") for m, s, _ in st.values()]
+            cells = [fmt(m, s, self.col_digits.get(k, self.digits), sep=r"$\pm$") for k, (m, s, _) in st.items()]
             name = esc(label) + (" (paper)" if kind == "paper" and "paper" not in label else "")
             out.append(" & ".join([name] + [c.replace("–", "--") for c in cells]) + r" \\")
         out += [r"\bottomrule", r"\end{tabular}", ""]
@@ -108,7 +125,7 @@ def metric_columns(with_overall: bool = True) -> list[tuple[str, str]]:
     return cols
 
 
-def metric_values(records: dict[int, dict[str, Any]], model: str) -> dict[str, list[float]]:
+def metric_values(records: dict[int, dict[str, Any]], model: str, train: bool = True) -> dict[str, list[float]]:
     """``{'Rank/NDCG@10': [per seed], ...}`` of ``model`` in the evaluate results of each seed's record."""
     out: dict[str, list[float]] = {}
     for rec in records.values():
@@ -120,16 +137,21 @@ def metric_values(records: dict[int, dict[str, Any]], model: str) -> dict[str, l
                 out.setdefault(f"{part}/{k}", []).append(v)
         if entry.get("seconds_per_user") is not None:
             out.setdefault("seconds_per_user", []).append(entry["seconds_per_user"])
-    train = [r.get("train", {}) for r in records.values()]
+    if not train:
+        return out
+    runs = [r.get("train", {}) for r in records.values()]
     for key in ("train_samples", "steps", "train_seconds"):
-        vals = [t[key] for t in train if t.get(key) is not None]
+        vals = [t[key] for t in runs if t.get(key) is not None]
         if vals:
             out[key] = vals
     return out
 
 
-def paper_values(name: str) -> dict[str, list[float]]:
-    ref = PAPER_GAMES[name]
+def paper_values(dataset: str | None, name: str) -> dict[str, list[float]]:
+    """The paper's numbers of row ``name`` for ``dataset`` ({} when the paper has none)."""
+    ref = PAPER.get(dataset or "", {}).get(name)
+    if not ref:
+        return {}
     return {f"{part}/{k}": [v] for part, d in ref.items() for k, v in d.items()}
 
 

@@ -12,11 +12,13 @@ import numpy as np
 
 from ulmrec.experiments.grid import ABLATION, EXPERIMENTS, INDEX_CELLS, VARIANTS
 from ulmrec.experiments.report import (
+    PAPER,
     Table,
     bar_figure,
     mean_std,
     metric_columns,
     metric_values,
+    paper_dataset,
     paper_values,
     short,
     write_outputs,
@@ -71,9 +73,10 @@ def report_variants(plan: Plan, store: dict, out: Path, command: str, stem: str,
         table.add(_variant_label(plan, n), values[n])
     ref = lookup(store, plan, retriever_from)
     if ref:
-        table.add("Retriever order (LRURec, same users)", metric_values(ref, RETRIEVER))
+        table.add("Retriever order (LRURec, same users)", metric_values(ref, RETRIEVER, train=False))
     for key, label in paper_rows:
-        table.add(label, paper_values(key), kind="paper")
+        if vals := paper_values(paper_dataset(plan.dataset), key):
+            table.add(label, vals, kind="paper")
     recs = lookup(store, plan, names[0])
     write_outputs(out, stem, _header(plan, recs, what), table, command, "\n\n".join(x for x in (notes, _status(
         plan, store, names)) if x))
@@ -98,7 +101,7 @@ def write_reports(plan: Plan, names: list[str], store: dict, analyses: dict, out
             bar_figure(d / "figure.png", [VARIANTS[n].label for n in ABLATION],
                        [("Rank metric", [(short(m), [mean_std(vals[n].get(f"Rank/{m}", []))[:2] for n in ABLATION])
                                          for m in metrics])],
-                       "Fig. 8 (ours): ablation of the alignment tasks, Games, Rank users", command)
+                       f"Fig. 8 (ours): ablation of the alignment tasks, {plan.dataset}, Rank users", command)
         elif name == "index-variants":
             cells = list(INDEX_CELLS.items())
             table = Table("User indexing methods with and without alignment (Fig. 9)", metric_columns() + TRAIN_COLS)
@@ -117,12 +120,12 @@ def write_reports(plan: Plan, names: list[str], store: dict, analyses: dict, out
                 panels.append((f"Rank {short(m)}", [(lab, [mean_std(vals[(meth, al)].get(f"Rank/{m}", []))[:2]
                                                           for meth in methods])
                                                    for lab, al in (("w/o align", False), ("w/ align", True))]))
-            bar_figure(d / "figure.png", methods, panels, "Fig. 9 (ours): user indexing methods, Games, Rank users",
+            bar_figure(d / "figure.png", methods, panels, f"Fig. 9 (ours): user indexing methods, {plan.dataset}, Rank users",
                        command)
         elif name == "uid":
             _add_uid_row(plan, store, d, command, what)
         elif name == "main":
-            report_variants(plan, store, d, command, "table", "Rank and Overall on Games (Table 2 rows)", what,
+            report_variants(plan, store, d, command, "table", f"Rank and Overall on {plan.dataset} (Table 2 rows)", what,
                             ["full", "llamarec"],
                             paper_rows=[("LRURec", "LRURec (paper)"), ("LlamaRec", "LlamaRec (paper, Llama-2-7b)"),
                                         ("ULMRec", "ULMRec (paper, Llama-2-7b)")])
@@ -143,10 +146,11 @@ def _add_uid_row(plan: Plan, store: dict, d: Path, command: str, what: str) -> N
     recs = lookup(store, plan, "full")
     table = Table("User index + candidates only, no history (Table 4)", metric_columns())
     table.add("ULMRec (index + history + candidates)", metric_values(recs, MAIN))
-    table.add("ULMRec-uid (index + candidates)", metric_values(recs, UID))
-    table.add("Retriever order (LRURec, same users)", metric_values(recs, RETRIEVER))
-    table.add("ULMRec (paper, Llama-2-7b)", paper_values("ULMRec"), kind="paper")
-    table.add("ULMRec-uid (paper, Llama-2-7b)", paper_values("ULMRec-uid"), kind="paper")
+    table.add("ULMRec-uid (index + candidates)", metric_values(recs, UID, train=False))
+    table.add("Retriever order (LRURec, same users)", metric_values(recs, RETRIEVER, train=False))
+    for key in ("ULMRec", "ULMRec-uid"):
+        if vals := paper_values(paper_dataset(plan.dataset), key):
+            table.add(f"{key} (paper, Llama-2-7b)", vals, kind="paper")
     write_outputs(d, "table", _header(plan, recs, what), table, command,
                   "ULMRec-uid is the same trained model as ULMRec, prompted without the history "
                   "(tasks.prompt=no_history, evaluate.no_history=true). The paper reports Rank metrics only.\n\n"
@@ -207,8 +211,9 @@ def _timing_report(plan: Plan, store: dict, per_seed: dict[str, dict], d: Path, 
         vals["batched"] = [r["models"][model]["seconds_per_user"] for r in lookup(store, plan, "full").values()
                            if model in r.get("models", {})]
         table.add(label, vals)
-    table.add("ULMRec (paper: Llama-2-7b, A800 GPU, Games)", {"mean_seconds": [0.423]}, kind="paper")
-    table.add("LlamaRec (paper: Llama-2-7b, A800 GPU, Games)", {"mean_seconds": [0.417]}, kind="paper")
+    ds = paper_dataset(plan.dataset)
+    for key, sec in PAPER.get(ds or "", {}).get("seconds", {}).items():
+        table.add(f"{key} (paper: Llama-2-7b, A800 GPU, {ds})", {"mean_seconds": [sec]}, kind="paper")
     loads = [f"{s.get('loadavg_before', float('nan')):.1f}/{s.get('loadavg_after', float('nan')):.1f}"
              for s in per_seed.values()]
     dev = {s.get("device") for s in per_seed.values()}

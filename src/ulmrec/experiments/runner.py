@@ -61,6 +61,11 @@ class Plan:
                  f"seed={seed}", f"run_dir={self.run_dir(variant, seed)}"]
         return load_config(self.presets, [*self.overrides, *extra])
 
+    @property
+    def dataset(self) -> str:
+        """A name for titles: the presets, else the base run's directory name."""
+        return ", ".join(Path(p).stem for p in self.presets) or self.base.name
+
     def run_dir(self, variant: Variant, seed: int) -> Path:
         return self.work / f"{self.trained_as(variant).name}-s{seed}"
 
