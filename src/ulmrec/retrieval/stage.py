@@ -33,7 +33,7 @@ log = logging.getLogger("ulmrec")
 
 def _params(cfg: Config) -> dict:
     params = dataclasses.asdict(cfg.retrieval)
-    for volatile in ("eval_batch_size", "num_threads"):  # do not change the output
+    for volatile in ("eval_batch_size", "num_threads", "max_minutes"):  # resource limits
         params.pop(volatile)
     return {**params, "seed": cfg.seed}
 

@@ -129,7 +129,11 @@ class Trainer:
         """One pass over the windows; returns (mean loss, ran out of time)."""
         gen = torch.Generator().manual_seed(self.seed + self.state.epoch)
         torch.manual_seed(self.seed + self.state.epoch)
-        batches = bucketed_batches(lengths, self.cfg.batch_size, gen)
+        if self.cfg.bucket_batches:
+            batches = bucketed_batches(lengths, self.cfg.batch_size, gen)
+        else:
+            perm = torch.randperm(len(windows), generator=gen).numpy()
+            batches = [perm[i:i + self.cfg.batch_size] for i in range(0, len(perm), self.cfg.batch_size)]
         self.model.train()
         total, count, out_of_time = 0.0, 0, False
         bar = tqdm(batches, desc=f"epoch {self.state.epoch + 1}", leave=False, disable=not self.progress)

@@ -1,0 +1,140 @@
+"""Paper Table 2 for the sequential retrievers: LRURec, SASRec, BERT4Rec and NARM on full Beauty and Games.
+
+    .venv/bin/python benchmarks/retrieval.py --max-minutes 15 --jobs 2 --label cpu
+    python3 benchmarks/retrieval.py --device cuda --max-minutes 5 --jobs 8 --label h200   # on a GPU machine
+
+Each (dataset, model) pair runs the real ``retrieve`` stage (default recipe, ``retrieval.max_minutes`` as the
+budget) in its own process and run directory (``--root``), with the prepared data copied from
+``runs/<dataset>/data`` when that exists (else ``ulmrec prepare`` from ../shared/data). The Overall test metrics
+(full ranking over all items, history masked) are set next to the paper's Table 2 Overall row.
+Writes benchmarks/results/retrieval_<label>.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from _common import REPO, header, save
+
+from ulmrec.io import read_json
+
+MODELS = ("lrurec", "sasrec", "bert4rec", "narm")
+DATASETS = ("beauty", "games")
+COLUMNS = ("MRR@5", "NDCG@5", "Recall@5", "MRR@10", "NDCG@10", "Recall@10")
+#: ULMRec paper, Table 2, "Overall" (all test users): M@5 N@5 R@5 M@10 N@10 R@10.
+PAPER = {
+    "games": {"narm": (0.0479, 0.0576, 0.0874, 0.0541, 0.0729, 0.1351),
+              "bert4rec": (0.0422, 0.0512, 0.0788, 0.0478, 0.0649, 0.1214),
+              "sasrec": (0.0515, 0.0617, 0.0930, 0.0583, 0.0783, 0.1446),
+              "lrurec": (0.0533, 0.0640, 0.0966, 0.0598, 0.0800, 0.1463)},
+    "beauty": {"narm": (0.0289, 0.0342, 0.0503, 0.0321, 0.0420, 0.0746),
+               "bert4rec": (0.0246, 0.0298, 0.0457, 0.0276, 0.0372, 0.0686),
+               "sasrec": (0.0336, 0.0397, 0.0582, 0.0371, 0.0481, 0.0844),
+               "lrurec": (0.0376, 0.0435, 0.0614, 0.0417, 0.0533, 0.0916)},
+}
+#: Recall@20 of the authors' released LRURec candidates (REFERENCE.md), the coverage target.
+PAPER_R20 = {"beauty": 0.1316, "games": 0.2108}
+
+
+def run_job(dataset: str, model: str, run_dir: Path, max_minutes: float, device: str, extra: list[str]) -> None:
+    """One (dataset, model) pair: prepare data if needed, then the retrieval stage (in this process)."""
+    from ulmrec.config import load_config
+    from ulmrec.pipeline import run_stage
+    from ulmrec.retrieval.stage import STAGE
+
+    cfg = load_config([dataset], [f"run_dir={run_dir}", f"device={device}", f"retrieval.model={model}",
+                                  f"retrieval.max_minutes={max_minutes}", *extra])
+    prepared = REPO / "runs" / dataset / "data"
+    if not (run_dir / "data" / "interactions.parquet").exists():
+        if (prepared / "interactions.parquet").exists():
+            shutil.copytree(prepared, run_dir / "data", dirs_exist_ok=True)
+        else:
+            from ulmrec.data.stage import STAGE as DATA
+
+            run_stage(DATA, cfg)
+    run_stage(STAGE, cfg)
+
+
+def row(dataset: str, model: str, run_dir: Path) -> dict:
+    m = read_json(run_dir / "retrieval" / "metrics.json")
+    test, tr = m["test"], m["training"]
+    paper = dict(zip(COLUMNS, PAPER[dataset][model], strict=True))
+    return {"dataset": dataset, "model": model, **{k: round(test[k], 4) for k in (*COLUMNS, "Recall@20")},
+            "paper": paper, "ratio_NDCG@10": round(test["NDCG@10"] / paper["NDCG@10"], 3),
+            "epochs": tr["epochs"], "best_epoch": tr["best_epoch"], "stopped": tr["stopped"],
+            "train_seconds": tr["train_seconds"], "seconds_per_epoch": tr["seconds_per_epoch"],
+            "valid_seconds_per_validation": round(
+                sum(h["valid_s"] for h in read_json(run_dir / "retrieval" / "train_log.json"))
+                / max(1, len(read_json(run_dir / "retrieval" / "train_log.json"))), 2),
+            "candidate_seconds": round(m["valid"]["seconds"] + m["test"]["seconds"], 1)}
+
+
+def markdown(rows: list[dict], args: argparse.Namespace) -> str:
+    short = [c[0] + c[c.index("@"):] for c in COLUMNS]
+    lines = [f"# Retrievers, paper Table 2 (Overall, test), label `{args.label}`, device `{args.device}`", "",
+             f"Budget: `retrieval.max_minutes={args.max_minutes}` per model and dataset, {args.jobs} job(s) at once; "
+             "default recipe otherwise (hidden 64, 2 blocks, dropout 0.2, max len 50, AdamW 1e-3, wd 0.01, "
+             "batch 64, clip 5, validate every epoch on Recall@10, patience 10).", "",
+             "| dataset | model | " + " | ".join(short) + " | R@20 | paper N@10 | ours/paper N@10 | epochs (best) "
+             "| stopped | train s | s/epoch |", "|---" * (len(short) + 9) + "|"]
+    for r in rows:
+        lines.append(f"| {r['dataset']} | {r['model']} | " + " | ".join(f"{r[c]:.4f}" for c in COLUMNS)
+                     + f" | {r['Recall@20']:.4f} | {r['paper']['NDCG@10']:.4f} | {r['ratio_NDCG@10']:.2f} "
+                     f"| {r['epochs']} ({r['best_epoch']}) | {r['stopped']} | {r['train_seconds']:.0f} "
+                     f"| {r['seconds_per_epoch']:.1f} |")
+        lines.append(f"| {r['dataset']} | {r['model']} (paper) | "
+                     + " | ".join(f"{r['paper'][c]:.4f}" for c in COLUMNS)
+                     + f" | {PAPER_R20[r['dataset']] if r['model'] == 'lrurec' else float('nan'):.4f} | | | | | | |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
+    ap.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    ap.add_argument("--max-minutes", type=float, default=15.0, help="training budget per model and dataset")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--jobs", type=int, default=1, help="pairs trained at once (separate processes)")
+    ap.add_argument("--root", default="/tmp/ulmrec-bench-retrieval", help="run directories go here")
+    ap.add_argument("--label", default="cpu", help="results go to benchmarks/results/retrieval_<label>.*")
+    ap.add_argument("--set", nargs="*", default=[], help="extra key=value overrides for every pair")
+    ap.add_argument("--job", nargs=2, metavar=("DATASET", "MODEL"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    root = Path(args.root)
+    if args.job:
+        dataset, model = args.job
+        run_job(dataset, model, root / f"{dataset}-{model}", args.max_minutes, args.device, args.set)
+        return
+
+    pairs = [(d, m) for d in args.datasets for m in args.models]
+    logs = root / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+
+    def launch(pair: tuple[str, str]) -> int:
+        d, m = pair
+        cmd = [sys.executable, __file__, "--job", d, m, "--max-minutes", str(args.max_minutes), "--device",
+               args.device, "--root", str(root), "--set", *args.set]
+        with open(logs / f"{d}-{m}.log", "w") as log:
+            return subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT)
+
+    t0 = time.time()
+    with ThreadPoolExecutor(args.jobs) as pool:
+        codes = dict(zip(pairs, pool.map(launch, pairs), strict=True))
+    rows = [row(d, m, root / f"{d}-{m}") for (d, m), code in codes.items() if code == 0]
+    failed = [f"{d}-{m}" for (d, m), code in codes.items() if code != 0]
+    result = {**header(), "device": args.device, "max_minutes": args.max_minutes, "jobs": args.jobs,
+              "wall_seconds": round(time.time() - t0, 1), "failed": failed, "rows": rows}
+    save(f"retrieval_{args.label}", result, markdown(rows, args))
+    print(markdown(rows, args))
+    if failed:
+        print("failed:", failed, "- see", logs)
+
+
+if __name__ == "__main__":
+    main()
