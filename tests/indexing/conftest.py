@@ -37,8 +37,10 @@ def _tiny_dataset(reviews: bool = True, preferences: bool = False, users: int = 
             text = f"user {u} {split} review: {'lipstick' if u % 2 else 'shampoo'} number {pos}" if reviews else None
             rows.append((u, item, pos, split, None, None, text))
     inter = pd.DataFrame(rows, columns=["user_idx", "item_idx", "position", "split", "timestamp", "rating", "review"])
-    inter["review"] = inter["review"].astype("string")
-    ds = Dataset(inter, pd.DataFrame({"user_idx": range(users), "user_id": [f"A{u:05d}X" for u in range(users)]}),
+    inter = inter.astype({"user_idx": "int32", "item_idx": "int32", "position": "int32", "split": "string",
+                          "review": "string"})
+    ds = Dataset(inter, pd.DataFrame({"user_idx": np.arange(users, dtype=np.int32),
+                               "user_id": [f"A{u:05d}X" for u in range(users)]}),
                  pd.DataFrame({"item_idx": range(1, 8), "item_id": [f"I{i}" for i in range(1, 8)],
                                "title": [f"Title {i}" for i in range(1, 8)]}))
     if preferences:

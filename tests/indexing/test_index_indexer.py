@@ -24,7 +24,7 @@ def test_fit_transform_shapes_and_report(embeddings):
 
 def test_training_reduces_the_loss(embeddings):
     review, ids, owners = embeddings
-    hist = small(epochs=40).fit(review, ids, owners).history_
+    hist = small(epochs=20).fit(review, ids, owners).history_
     assert hist[-1]["loss"] < hist[0]["loss"]
 
 

@@ -32,14 +32,15 @@ class IndexConfig:
     """(int) Codes per codebook."""
     code_dim: int = 32
     """(int) Dimension of each code vector."""
-    hidden_dims: list[int] = field(default_factory=lambda: [512, 256, 128, 64])
+    hidden_dims: list[int] = field(default_factory=lambda: [256, 128, 64])
     """(list[int]) Hidden widths of the MLP encoder (the decoder mirrors it). LC-Rec uses
-    [2048, 1024, 512, 256, 128, 64]; the smaller default trains ~6x faster on CPU."""
+    [2048, 1024, 512, 256, 128, 64]; the paper gives none. The smaller default trains much faster on CPU and
+    reached lower loss and fewer collisions in a fixed budget (docs/indexing.md)."""
     beta: float = 0.25
     """(float) Commitment weight beta of Eq. 5."""
-    epochs: int = 300
+    epochs: int = 100
     """(int) Training epochs over all users."""
-    batch_size: int = 1024
+    batch_size: int = 256
     """(int) Users per training batch."""
     lr: float = 1e-3
     """(float) AdamW learning rate."""
@@ -47,6 +48,9 @@ class IndexConfig:
     """(float) AdamW weight decay."""
     kmeans_iters: int = 50
     """(int) Lloyd iterations of the per-level k-means codebook initialisation (on all users' residuals)."""
+    standardize: bool = True
+    """(bool) Standardize text and ID embeddings per dimension (statistics of the texts) before Eq. 1. Sentence
+    embeddings share a large common direction; without this the RQ-VAE collapsed onto one code per level."""
     sinkhorn: bool = False
     """(bool) Assign last-level codes by Sinkhorn balancing (LC-Rec) in training and indexing."""
     sinkhorn_epsilon: float = 0.003
@@ -55,8 +59,9 @@ class IndexConfig:
     """(int) Sinkhorn iterations."""
     checkpoint_every: int = 25
     """(int) Save a resumable checkpoint every N epochs (0 = never)."""
-    threads: int = 0
-    """(int) torch CPU threads for this stage; 0 keeps torch's default."""
+    threads: int = 1
+    """(int) torch CPU threads while the RQ-VAE trains (0 = torch's default). Its matrices are small: on the shared
+    2-core box one thread ran 10x faster than two (measured, docs/indexing.md). The text encoder keeps the default."""
 
     def __post_init__(self) -> None:
         for name in ("levels", "codebook_size", "code_dim", "epochs", "batch_size", "encoder_batch_size"):

@@ -39,11 +39,11 @@ class IndexerParams:
     levels: int = 4
     codebook_size: int = 256
     code_dim: int = 32
-    hidden_dims: list[int] = field(default_factory=lambda: [512, 256, 128, 64])
+    hidden_dims: list[int] = field(default_factory=lambda: [256, 128, 64])
     beta: float = 0.25
     pooling: str = "attention"
-    epochs: int = 300
-    batch_size: int = 1024
+    epochs: int = 100
+    batch_size: int = 256
     lr: float = 1e-3
     weight_decay: float = 1e-4
     kmeans_iters: int = 50
@@ -61,8 +61,8 @@ class UserIndexer:
     """
 
     def __init__(self, levels: int = 4, codebook_size: int = 256, code_dim: int = 32, *,
-                 hidden_dims: list[int] | tuple[int, ...] = (512, 256, 128, 64), beta: float = 0.25,
-                 pooling: str = "attention", epochs: int = 300, batch_size: int = 1024, lr: float = 1e-3,
+                 hidden_dims: list[int] | tuple[int, ...] = (256, 128, 64), beta: float = 0.25,
+                 pooling: str = "attention", epochs: int = 100, batch_size: int = 256, lr: float = 1e-3,
                  weight_decay: float = 1e-4, kmeans_iters: int = 50, standardize: bool = True,
                  sinkhorn_epsilon: float = 0.0,
                  sinkhorn_iters: int = 50, seed: int = 42, device: str = "cpu",

@@ -2,9 +2,10 @@
 
 Only training-period text is used (``split == 'train'``): no review of the validation or test item.
 Where a user has no such review (the shared Beauty and Games have no review text at all), a fallback is used,
-in this order: the user's preference sentence (``<run_dir>/preferences/preferences.parquet`` from the
-preferences stage, else ``data/source_preferences.parquet`` shipped with the data), then the titles of the
-user's training items (each title one text), else nothing (the user is then indexed from the ID alone).
+per user, in this order: the user's preference sentence from the preferences stage
+(``<run_dir>/preferences/preferences.parquet``, rows with status 'ok'), else the one shipped with the data
+(``data/source_preferences.parquet``), else the titles of the user's training items (each title one text),
+else nothing (the user is then indexed from the ID alone).
 Every run logs, loudly, how many users got each source.
 """
 
@@ -40,8 +41,10 @@ def preferences_path(run_dir: str | Path) -> Path:
     return Path(run_dir) / "preferences" / "preferences.parquet"
 
 
-def load_preferences(run_dir: str | Path | None, ds: Dataset) -> tuple[dict[int, str], str]:
-    """``{user_idx: sentence}`` from the preferences stage, else from the data's source file; and which one."""
+def load_preferences(run_dir: str | Path | None, ds: Dataset) -> list[tuple[str, dict[int, str]]]:
+    """Preference sentences by source, in order of preference: ``[("preferences", {user_idx: sentence}),
+    ("source_preferences", {...})]``: the preferences stage's successful rows, then the data's own file."""
+    out = []
     path = preferences_path(run_dir) if run_dir is not None else None
     if path is not None and path.exists():
         df = pd.read_parquet(path)
@@ -50,10 +53,13 @@ def load_preferences(run_dir: str | Path | None, ds: Dataset) -> tuple[dict[int,
             raise DataError(f"columns {sorted(missing)} missing", path)
         if "status" in df.columns:
             df = df[df["status"] == "ok"]
-        return _as_map(df), "preferences"
+        out.append(("preferences", _as_map(df)))
+    elif run_dir is not None:
+        log.warning("index: %s does not exist (preferences stage not run); using the data's own preference "
+                    "sentences where there are any", path)
     if ds.preferences is not None:
-        return _as_map(ds.preferences), "source_preferences"
-    return {}, "none"
+        out.append(("source_preferences", _as_map(ds.preferences)))
+    return out
 
 
 def _as_map(df: pd.DataFrame) -> dict[int, str]:
@@ -84,14 +90,16 @@ def collect_user_texts(ds: Dataset, text_source: str = "auto", run_dir: str | Pa
                 source[u] = "reviews"
 
     if text_source in ("auto", "preferences"):
-        prefs, where = load_preferences(run_dir, ds)
-        for u, t in prefs.items():
-            if 0 <= u < ds.num_users and not per_user[u]:
-                per_user[u].append(t)
-                source[u] = where
-        if text_source == "preferences" and not prefs:
-            log.warning("index: no preference sentences found (neither %s nor data/source_preferences.parquet)",
-                        preferences_path(run_dir) if run_dir else "preferences stage output")
+        found = 0
+        for where, prefs in load_preferences(run_dir, ds):
+            for u, t in prefs.items():
+                if 0 <= u < ds.num_users and not per_user[u]:
+                    per_user[u].append(t)
+                    source[u] = where
+                    found += 1
+        if text_source == "preferences" and not found:
+            log.warning("index: no preference sentences found (neither the preferences stage's output nor "
+                        "data/source_preferences.parquet)")
 
     if text_source in ("auto", "preferences", "titles"):
         titles = ds.titles

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from ulmrec.config import Config
 from ulmrec.data.dataset import Dataset
@@ -35,7 +36,7 @@ def make_indexer(ic: IndexConfig, seed: int, device: str = "cpu", checkpoint_dir
     """A :class:`UserIndexer` with the settings of ``ic``."""
     return UserIndexer(ic.levels, ic.codebook_size, ic.code_dim, hidden_dims=ic.hidden_dims, beta=ic.beta,
                        pooling=ic.pooling, epochs=ic.epochs, batch_size=ic.batch_size, lr=ic.lr,
-                       weight_decay=ic.weight_decay, kmeans_iters=ic.kmeans_iters,
+                       weight_decay=ic.weight_decay, kmeans_iters=ic.kmeans_iters, standardize=ic.standardize,
                        sinkhorn_epsilon=ic.sinkhorn_epsilon if ic.sinkhorn else 0.0,
                        sinkhorn_iters=ic.sinkhorn_iters, seed=seed, device=device, checkpoint_dir=checkpoint_dir,
                        checkpoint_every=ic.checkpoint_every)
@@ -69,10 +70,6 @@ def semantic_check(text_emb: np.ndarray, codes: np.ndarray, ref: pd.DataFrame | 
 
 def _build(cfg: Config, run_dir: Path, out: Path) -> dict:
     ic = cfg.index
-    if ic.threads:
-        import torch
-
-        torch.set_num_threads(ic.threads)
     device = resolve_device(cfg.device)
     ds = Dataset.load(run_dir)
     users_file = run_dir / "data" / "users.parquet"
@@ -90,7 +87,12 @@ def _build(cfg: Config, run_dir: Path, out: Path) -> dict:
     t_encode = time.time() - t0
 
     indexer = make_indexer(ic, cfg.seed, device, checkpoint_dir=out)
-    codes = indexer.fit_transform(review_emb, id_emb, texts.owners)
+    default_threads = torch.get_num_threads()
+    torch.set_num_threads(ic.threads or default_threads)
+    try:
+        codes = indexer.fit_transform(review_emb, id_emb, texts.owners)
+    finally:
+        torch.set_num_threads(default_threads)
     t_index = time.time() - t0 - t_encode
     report = indexer.report_
     if report["collisions_after"]["collision_rate"] != 0.0:  # the resolution step guarantees this
