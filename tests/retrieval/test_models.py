@@ -19,6 +19,8 @@ def test_padding_does_not_change_predictions(name):
     x = left_pad([np.array([1, 2, 3, 4]), np.array([5, 6]), np.array([7, 8, 9, 10, 11])])
     more = torch.cat([torch.zeros(3, 4, dtype=torch.long), x], dim=1)
     torch.testing.assert_close(model.predict(x), model.predict(more), rtol=1e-5, atol=1e-5)
+    real = x != 0
+    torch.testing.assert_close(model.encode_grouped(x)[real], model.encode(x)[real], rtol=1e-5, atol=1e-5)
     scores = model.predict(x)
     assert scores.shape == (3, 26) and torch.isinf(scores[:, 0]).all()
     loss = model.train().loss(x)

@@ -34,6 +34,30 @@ class SequentialRecommender(nn.Module):
         """(B, L) left-padded item ids -> (B, L, D) hidden states; position t sees items[:, :t+1]."""
         raise NotImplementedError
 
+    length_groups: int = 4
+    """Training forward passes split each batch into this many groups of similar length (see encode_grouped)."""
+
+    def encode_grouped(self, items: torch.Tensor) -> torch.Tensor:
+        """``encode`` for a batch of mixed lengths, run on ``length_groups`` row groups of similar length,
+        each cut to its own longest sequence, and put back together (B, L, D), zeros at padding.
+
+        The batch stays a uniformly random one, so the loss is unchanged (every model here gives the same
+        states whatever the left padding, tested), but the encoder no longer works on columns that are
+        padding for most rows: on Beauty (mean length 8.9, max 50) this is most of the encoder's cost."""
+        groups = min(self.length_groups, items.size(0))
+        if groups <= 1:
+            return self.encode(items)
+        lengths = (items != PAD).sum(1)
+        order = torch.argsort(lengths)
+        out = None
+        for rows in order.chunk(groups):
+            width = max(1, int(lengths[rows].max()))
+            hidden = self.encode(items[rows, -width:])  # (b, width, D)
+            if out is None:
+                out = hidden.new_zeros(*items.shape, hidden.size(-1))
+            out[rows, -width:] = hidden
+        return out
+
     def item_scores(self, hidden: torch.Tensor) -> torch.Tensor:
         """(..., D) -> (..., num_items + 1) logits; column 0 (padding) is -inf."""
         weight = self.item_embedding.weight[: self.num_items + 1]
@@ -45,7 +69,7 @@ class SequentialRecommender(nn.Module):
         """Cross-entropy over all items at every non-padding position of a left-padded window (B, W):
         inputs ``window[:, :-1]``, labels ``window[:, 1:]``."""
         inputs, labels = window[:, :-1], window[:, 1:]
-        hidden = self.encode(inputs)  # (B, L, D)
+        hidden = self.encode_grouped(inputs)  # (B, L, D)
         keep = labels != PAD
         logits = self.item_scores(hidden[keep])  # (P, N+1), P = real positions only
         return F.cross_entropy(logits, labels[keep])

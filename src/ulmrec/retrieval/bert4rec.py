@@ -76,7 +76,7 @@ class BERT4Rec(SequentialRecommender):
         none = ~masked.any(1)
         masked[none, -1] = True  # every sequence predicts at least one item (its last one)
         inputs = items.masked_fill(masked, self.mask_id)
-        hidden = self.encode(inputs)
+        hidden = self.encode_grouped(inputs)
         return F.cross_entropy(self.item_scores(hidden[masked]), items[masked])
 
     def predict(self, history: torch.Tensor) -> torch.Tensor:
