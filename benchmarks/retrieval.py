@@ -77,10 +77,15 @@ def row(dataset: str, model: str, run_dir: Path) -> dict:
 
 def markdown(rows: list[dict], args: argparse.Namespace) -> str:
     short = [c[0] + c[c.index("@"):] for c in COLUMNS]
+    from ulmrec.retrieval.config import RetrievalConfig
+
+    c = RetrievalConfig()
+    recipe = (f"hidden {c.hidden}, {c.blocks} blocks, dropout {c.dropout}/{c.attn_dropout}, max len {c.max_len}, "
+              f"AdamW lr {c.lr} wd {c.weight_decay}, batch {c.batch_size} ({'length-bucketed' if c.bucket_batches else 'random'}), "
+              f"clip {c.grad_clip}, validate every {c.val_every} epoch(s) on {c.best_metric}, patience {c.patience}")
     lines = [f"# Retrievers, paper Table 2 (Overall, test), label `{args.label}`, device `{args.device}`", "",
-             f"Budget: `retrieval.max_minutes={args.max_minutes}` per model and dataset, {args.jobs} job(s) at once; "
-             "default recipe otherwise (hidden 64, 2 blocks, dropout 0.2, max len 50, AdamW 1e-3, wd 0.01, "
-             "batch 64, clip 5, validate every epoch on Recall@10, patience 10).", "",
+             f"Budget: `retrieval.max_minutes={args.max_minutes}` per model and dataset, {args.jobs} job(s) at once. "
+             f"Recipe (defaults): {recipe}. Overrides: {' '.join(args.set) or 'none'}.", "",
              "| dataset | model | " + " | ".join(short) + " | R@20 | paper N@10 | ours/paper N@10 | epochs (best) "
              "| stopped | train s | s/epoch |", "|---" * (len(short) + 9) + "|"]
     for r in rows:
