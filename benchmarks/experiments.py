@@ -25,14 +25,14 @@ from ulmrec.experiments import main  # noqa: E402
 from ulmrec.io import read_json, write_json  # noqa: E402
 
 OUT = RESULTS / "experiments"
-ARGV = ["experiment", "all", "--budget", "cpu-small", "-c", "games", "--base", "runs/experiments/games-base",
-        "--out", str(OUT.relative_to(Path.cwd())) if OUT.is_relative_to(Path.cwd()) else str(OUT),
-        # the base run's upstream settings (CPU-sized retriever training; one torch thread each)
-        "retrieval.max_minutes=12", "retrieval.num_threads=1", "index.threads=1"]
+FLAGS = ["--budget", "cpu-small", "-c", "games", "--base", "runs/experiments/games-base",
+         "--out", str(OUT.relative_to(Path.cwd())) if OUT.is_relative_to(Path.cwd()) else str(OUT)]
+#: The base run's upstream settings (CPU-sized retriever training; one torch thread each).
+OVERRIDES = ["retrieval.max_minutes=12", "retrieval.num_threads=1", "index.threads=1"]
 
 
 def run(extra: list[str]) -> int:
-    argv = ARGV[:2] + extra + ARGV[2:]
+    argv = ["experiment", *FLAGS, *extra, "all", *OVERRIDES]  # flags first: the overrides follow the name
     args = build_parser().parse_args(argv)
     args.command_line = "ulmrec " + shlex.join(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")

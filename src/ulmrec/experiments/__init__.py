@@ -3,7 +3,7 @@
     ulmrec experiment all --budget cpu-small -c games          # the whole grid, CPU-sized
     ulmrec experiment ablation --budget paper -c games         # Fig. 8 with the paper's settings
 
-Flags go before the ``key=value`` overrides. One base run (``--base``, default the config's ``run_dir``) holds the
+``key=value`` overrides follow NAME directly (argparse cannot take flags between them). One base run (``--base``, default the config's ``run_dir``) holds the
 upstream stages (data, preferences, retrieval, index), built or found current with the ordinary pipeline; every
 (variant, seed) is its own run directory under ``--work`` that links them in and runs only ``ranker`` and
 ``evaluate``. A killed grid continues where it stopped (finished stages are skipped, training resumes from its
