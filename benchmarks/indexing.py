@@ -20,6 +20,7 @@ import argparse
 import datetime
 import json
 import logging
+import os
 import platform
 import sys
 import time
@@ -43,6 +44,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def similarity_views(cfg, ds: Dataset, codes: np.ndarray) -> dict:
     """Shared-code cosine for this index, the reference and a shuffled null, on source texts and on titles."""
     run_dir = Path(cfg.run_dir)
+    torch.set_num_threads(cfg.index.threads or torch.get_num_threads())
     enc = TextEncoder(cfg.index.encoder, cfg.index.encoder_batch_size, cfg.index.max_seq_length)
     texts = collect_user_texts(ds, cfg.index.text_source, run_dir)
     t0 = time.time()
@@ -96,7 +98,8 @@ def fmt(x: float) -> str:
 
 def markdown(results: list[dict], meta: dict) -> str:
     lines = ["# User indexing benchmark (paper 4.1)", "", f"Command: `{meta['command']}`  ", f"Machine: {meta['machine']}  ",
-             f"Date: {meta['date']}", ""]
+             f"Date: {meta['date']}  ", f"Load average (1/5/15 min) at start / end: {meta.get('load_average_at_start')} / "
+             f"{meta.get('load_average_at_end')} (the box is shared; times are inflated by other jobs)", ""]
     for r in results:
         rep = r["report"]
         cb, ca = rep["collisions_before"], rep["collisions_after"]
@@ -137,7 +140,9 @@ def main() -> int:
             "machine": f"{platform.machine()} CPU, {torch.get_num_threads()} torch threads, shared 2-core box "
                        f"(Python {platform.python_version()}, torch {torch.__version__})",
             "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M")}
+    meta["load_average_at_start"] = [round(x, 2) for x in os.getloadavg()]
     results = [run_one(p, args.set) for p in args.presets]
+    meta["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     RESULTS.mkdir(parents=True, exist_ok=True)
     write_json(RESULTS / f"{args.out}.json", {"meta": meta, "results": results})
     write_text(RESULTS / f"{args.out}.md", markdown(results, meta))

@@ -60,8 +60,8 @@ class IndexConfig:
     checkpoint_every: int = 25
     """(int) Save a resumable checkpoint every N epochs (0 = never)."""
     threads: int = 1
-    """(int) torch CPU threads while the RQ-VAE trains (0 = torch's default). Its matrices are small: on the shared
-    2-core box one thread ran 10x faster than two (measured, docs/indexing.md). The text encoder keeps the default."""
+    """(int) torch CPU threads for this stage, encoder and RQ-VAE (0 = torch's default). On the shared 2-core box
+    one thread trained the RQ-VAE 10x and ran MiniLM 1.9x faster than two (docs/indexing.md)."""
 
     def __post_init__(self) -> None:
         for name in ("levels", "codebook_size", "code_dim", "epochs", "batch_size", "encoder_batch_size"):

@@ -69,6 +69,15 @@ def semantic_check(text_emb: np.ndarray, codes: np.ndarray, ref: pd.DataFrame | 
 
 
 def _build(cfg: Config, run_dir: Path, out: Path) -> dict:
+    default_threads = torch.get_num_threads()
+    torch.set_num_threads(cfg.index.threads or default_threads)
+    try:
+        return _build_index(cfg, run_dir, out)
+    finally:
+        torch.set_num_threads(default_threads)
+
+
+def _build_index(cfg: Config, run_dir: Path, out: Path) -> dict:
     ic = cfg.index
     device = resolve_device(cfg.device)
     ds = Dataset.load(run_dir)
@@ -87,12 +96,7 @@ def _build(cfg: Config, run_dir: Path, out: Path) -> dict:
     t_encode = time.time() - t0
 
     indexer = make_indexer(ic, cfg.seed, device, checkpoint_dir=out)
-    default_threads = torch.get_num_threads()
-    torch.set_num_threads(ic.threads or default_threads)
-    try:
-        codes = indexer.fit_transform(review_emb, id_emb, texts.owners)
-    finally:
-        torch.set_num_threads(default_threads)
+    codes = indexer.fit_transform(review_emb, id_emb, texts.owners)
     t_index = time.time() - t0 - t_encode
     report = indexer.report_
     if report["collisions_after"]["collision_rate"] != 0.0:  # the resolution step guarantees this
