@@ -49,3 +49,26 @@ def test_stage_writes_the_contract(ring_run_dir, ring, model):
     assert np.array_equal(np.stack(valid["candidates"].to_numpy()), res["candidates"])
     assert rec["summary"]["model"] == model
     assert run_stage(get_stage("retrieve"), cfg)["skipped"] is True
+
+
+def test_too_short_histories_are_a_clear_error(tmp_path, ring):
+    from ulmrec.errors import DataError
+
+    inter = ring.interactions
+    keep = ~((inter["user_idx"] == 3) & (inter["position"] < inter.groupby("user_idx")["position"].transform("max") - 1))
+    ring.interactions = inter[keep].reset_index(drop=True)
+    ring.save(tmp_path / "data")
+    cfg = load_config(overrides=[f"run_dir={tmp_path}", "device=cpu", "retrieval.epochs=1"])
+    with pytest.raises(DataError, match="user_idx 3"):
+        run_stage(get_stage("retrieve"), cfg)
+
+
+@pytest.mark.slow
+def test_sample_preset_end_to_end(tmp_path):
+    """The embedded sample through prepare + retrieve with a short budget: candidates for every user."""
+    cfg = load_config(["sample"], [f"run_dir={tmp_path}", "device=cpu", "retrieval.max_minutes=0.2"])
+    run_stage(get_stage("prepare"), cfg)
+    run_stage(get_stage("retrieve"), cfg)
+    test = pd.read_parquet(tmp_path / "retrieval" / "candidates_test.parquet")
+    metrics = read_json(tmp_path / "retrieval" / "metrics.json")
+    assert len(test) == metrics["users"] and metrics["test"]["Recall@20"] > 0.05

@@ -20,6 +20,7 @@ import torch
 
 from ulmrec.config import Config
 from ulmrec.data.dataset import Dataset
+from ulmrec.errors import DataError
 from ulmrec.io import read_json, write_json, write_parquet, write_safetensors, write_yaml
 from ulmrec.pipeline import Stage
 from ulmrec.retrieval.candidates import candidates_frame, full_ranking_metrics, rank_next_items
@@ -49,6 +50,11 @@ def _build(cfg: Config, run_dir: Path, out: Path) -> dict:
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed)
     ds = Dataset.load(run_dir)
+    short = [u for u, seq in enumerate(ds.sequences) if len(seq) < 3]
+    if short:
+        raise DataError(f"{len(short)} user(s) have fewer than 3 interactions (one training item, the validation "
+                        f"and the test item are needed), e.g. user_idx {short[0]}",
+                        Path(run_dir) / "data" / "interactions.parquet", field="user_idx")
     model = build_model(rc, ds.num_items)
     windows = training_windows(ds.train_sequences(), rc.max_len)
     valid_h, valid_t = split_histories(ds, "valid")
