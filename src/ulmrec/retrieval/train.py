@@ -105,9 +105,7 @@ class Trainer:
         write_safetensors(self.dir / "last.safetensors", {**weights, **_optimizer_tensors(self.opt)})
         st = self.state.__dict__.copy()
         st["best"] = None if st["best"] == float("-inf") else st["best"]
-        groups = [{k: v for k, v in g.items() if k != "params"} | {"params": g["params"]}
-                  for g in self.opt.state_dict()["param_groups"]]
-        write_json(self.dir / "trainer_state.json", {**st, "param_groups": groups})
+        write_json(self.dir / "trainer_state.json", {**st, "param_groups": self.opt.state_dict()["param_groups"]})
 
     def load_best(self) -> SequentialRecommender:
         best = self.dir / "best.safetensors"
