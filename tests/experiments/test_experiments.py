@@ -220,3 +220,24 @@ def test_whole_grid_with_figures(tiny, tmp_path):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "w/o all-align" in (tmp_path / "out" / "ablation" / "table.md").read_text()
     assert (tmp_path / "out" / "README.md").exists()
+
+
+def test_cli_dry_run_prints_the_plan(tiny, tmp_path, capsys):
+    from ulmrec.cli import main as cli_main
+
+    model, base = tiny
+    code = cli_main(["experiment", "--budget", "cpu-small", "--seeds", "5", "--base", str(base), "--work",
+                     str(tmp_path / "w"), "--out", str(tmp_path / "o"), "--no-prepare", "--dry-run", "ablation",
+                     *tiny_overrides(model)])
+    out = capsys.readouterr().out
+    assert code == 0 and "ulmrec experiment --budget cpu-small" in out
+    assert "wo_all" in out and "tasks.max_samples=" in out and "seeds: [5]" in out
+    assert not (tmp_path / "w").exists()  # a dry run trains nothing
+
+
+def test_cli_rejects_bad_settings(tiny, capsys):
+    from ulmrec.cli import main as cli_main
+
+    _, base = tiny
+    assert cli_main(["experiment", "--seeds", "1", "1", "--base", str(base), "--dry-run", "uid"]) == 2
+    assert "seeds must be distinct" in capsys.readouterr().err

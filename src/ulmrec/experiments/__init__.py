@@ -68,12 +68,26 @@ def exp_config(args: argparse.Namespace) -> ExperimentConfig:
 
 
 def command_line(args: argparse.Namespace) -> str:
+    """The command as typed (from ``sys.argv`` when it holds it), else rebuilt from the parsed arguments."""
     if getattr(args, "command_line", None):
         return args.command_line
     argv = sys.argv[1:]
     if "experiment" in argv:
-        argv = argv[argv.index("experiment"):]
-    return "ulmrec " + shlex.join(argv)
+        return "ulmrec " + shlex.join(argv[argv.index("experiment"):])
+    parts = ["experiment"]
+    for c in args.config:
+        parts += ["-c", c]
+    if args.budget != "paper":
+        parts += ["--budget", args.budget]
+    for flag in ("seeds", "train_samples", "test_users", "batch_size", "lr", "valid_users", "threads", "case_users",
+                 "timing_users", "base", "work"):
+        value = getattr(args, flag)
+        if value is not None:
+            parts += [f"--{flag.replace('_', '-')}", *(map(str, value) if isinstance(value, list) else [str(value)])]
+    if args.out != "benchmarks/results/experiments":
+        parts += ["--out", args.out]
+    parts += [f"--{f.replace('_', '-')}" for f in ("no_prepare", "report_only", "dry_run") if getattr(args, f)]
+    return "ulmrec " + shlex.join([*parts, args.name, *args.overrides])
 
 
 def main(args: argparse.Namespace) -> int:
