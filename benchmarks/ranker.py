@@ -85,8 +85,19 @@ def main() -> int:
     parser.add_argument("--dataset", choices=sorted(PAPER), required=True)
     parser.add_argument("--source", required=True, help="run directory with data/ and retrieval/ (index/ optional)")
     parser.add_argument("--run-dir", default=None, help="where to train (default runs/bench-ranker-<dataset>)")
+    parser.add_argument("--render-only", action="store_true",
+                        help="rewrite the Markdown from the saved JSON result (no training)")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
+    if args.render_only:
+        from _common import RESULTS, write_text
+
+        out = read_json(RESULTS / f"ranker_{args.dataset}.json")
+        m = out["machine"]
+        write_text(RESULTS / f"ranker_{args.dataset}.md", f"{markdown(out)}\n\nCommand: `{out['command']}`  \n"
+                   f"Date: {out['date']}  \nMachine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, "
+                   f"torch {m['torch']}\n")
+        return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     run_dir = Path(args.run_dir or REPO / "runs" / f"bench-ranker-{args.dataset}")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -118,11 +129,17 @@ def markdown(out: dict) -> str:
         rows_rank[f"{name} (paper, Llama-2-7b)"] = dict(zip(KEYS, vals["Rank"], strict=True))
         rows_over[f"{name} (paper, Llama-2-7b)"] = dict(zip(KEYS, vals["Overall"], strict=True))
     r = out["ranker"]
+    retr = out["inputs"].get("retrieval", {})
     lines = [f"# LLM ranker on {out['dataset']} (SmolLM2-135M-Instruct, CPU)", "",
-             f"Training: ULMRec {r['ulmrec']['samples_seen']} samples seen ({r['ulmrec']['steps']} steps, "
-             f"tasks in the pool {r['ulmrec']['tasks']}), LlamaRec-style {r['llamarec']['samples_seen']} samples "
-             f"({r['llamarec']['steps']} steps); validation subset {r['ulmrec']['valid_users']} users; "
+             f"Training: ULMRec {r['ulmrec']['samples_seen']} samples seen ({r['ulmrec']['steps']} steps of "
+             f"{r['ulmrec']['samples_seen'] // max(1, r['ulmrec']['steps'])}, drawn from a mixed pool of "
+             f"{r['ulmrec']['train_samples']}: {r['ulmrec']['tasks']}), LlamaRec-style "
+             f"{r['llamarec']['samples_seen']} next-item samples ({r['llamarec']['steps']} steps); validation "
+             f"subset {r['ulmrec']['valid_users']} users; {r['ulmrec']['seconds_per_step']} s per ULMRec step; "
              f"user identities: {out['identity']}.",
+             f"Candidates: the retriever of `{out['source_run']}` ({retr.get('model', '?')}, "
+             f"{retr.get('epochs', '?')} epochs, test Recall@20 {retr.get('test_Recall@20', '?')}; "
+             "the authors' released LRURec: Beauty 0.1316, Games 0.2108).",
              f"Test: {res['test_users']} users, {res['rank_users']} Rank users (retriever coverage "
              f"{res['coverage']:.4f}), {res['scored_rank_users']} of them scored"
              + (" (fixed random subset; Overall = Rank x coverage)." if res["subset"] else "."),

@@ -6,7 +6,7 @@ import importlib.metadata
 import json
 
 import pytest
-from fixtures import make_run_dir, tiny_config
+from ranker_helpers import make_run_dir, tiny_config
 
 from ulmrec.pipeline import get_stage, run_stage
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from fixtures import LETTERS, make_run_dir, tiny_config
+from ranker_helpers import LETTERS, make_run_dir, tiny_config
 
 from ulmrec.errors import ConfigError
 from ulmrec.pipeline import get_stage, run_stage

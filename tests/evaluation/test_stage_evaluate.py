@@ -12,8 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ranker"))
 
-from fixtures import LETTERS, NOT_RETRIEVED, make_run_dir, tiny_config  # noqa: E402
-from tiny import build_tiny_llama  # noqa: E402
+from ranker_helpers import LETTERS, NOT_RETRIEVED, build_tiny_llama, make_run_dir, tiny_config  # noqa: E402
 
 from ulmrec.evaluation.metrics import metrics_from_ranks  # noqa: E402
 from ulmrec.evaluation.stage import LLAMAREC, RETRIEVER, ULMREC, ULMREC_UID, retriever_ranks  # noqa: E402
