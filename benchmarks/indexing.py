@@ -137,7 +137,7 @@ def main() -> int:
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     meta = {"command": " ".join(["python", *sys.argv]),
-            "machine": f"{platform.machine()} CPU, {torch.get_num_threads()} torch threads, shared 2-core box "
+            "machine": f"{platform.machine()} CPU, shared 2-core box, torch threads = index.threads (1 by default) "
                        f"(Python {platform.python_version()}, torch {torch.__version__})",
             "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M")}
     meta["load_average_at_start"] = [round(x, 2) for x in os.getloadavg()]
