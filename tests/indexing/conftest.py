@@ -59,3 +59,14 @@ def tiny_dataset():
 def _private_cache(tmp_path, monkeypatch):
     """Embedding caches of tests go to a temporary directory, never the user's cache."""
     monkeypatch.setenv("ULMREC_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models: one torch thread is faster than two on a shared CPU (and the stage's default)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
