@@ -64,13 +64,11 @@ class UserIndexer:
                  hidden_dims: list[int] | tuple[int, ...] = (256, 128, 64), beta: float = 0.25,
                  pooling: str = "attention", epochs: int = 100, batch_size: int = 256, lr: float = 1e-3,
                  weight_decay: float = 1e-4, kmeans_iters: int = 50, standardize: bool = True,
-                 sinkhorn_epsilon: float = 0.0,
-                 sinkhorn_iters: int = 50, seed: int = 42, device: str = "cpu",
+                 sinkhorn_epsilon: float = 0.0, sinkhorn_iters: int = 50, seed: int = 42, device: str = "cpu",
                  checkpoint_dir: str | Path | None = None, checkpoint_every: int = 0, progress: bool = True):
         self.params = IndexerParams(levels, codebook_size, code_dim, list(hidden_dims), beta, pooling, epochs,
                                     batch_size, lr, weight_decay, kmeans_iters, standardize, sinkhorn_epsilon,
-                                    sinkhorn_iters,
-                                    seed)
+                                    sinkhorn_iters, seed)
         if pooling not in ("attention", "mean"):
             raise ValueError(f"pooling must be 'attention' or 'mean', got {pooling!r}")
         self.device, self.progress = device, progress
