@@ -85,6 +85,7 @@ def main() -> int:
     parser.add_argument("--dataset", choices=sorted(PAPER), required=True)
     parser.add_argument("--source", required=True, help="run directory with data/ and retrieval/ (index/ optional)")
     parser.add_argument("--run-dir", default=None, help="where to train (default runs/bench-ranker-<dataset>)")
+    parser.add_argument("--name", default="", help="result file stem (default ranker_<dataset>)")
     parser.add_argument("--render-only", action="store_true",
                         help="rewrite the Markdown from the saved JSON result (no training)")
     parser.add_argument("overrides", nargs="*")
@@ -92,9 +93,9 @@ def main() -> int:
     if args.render_only:
         from _common import RESULTS, write_text
 
-        out = read_json(RESULTS / f"ranker_{args.dataset}.json")
+        out = read_json(RESULTS / f"{args.name or 'ranker_' + args.dataset}.json")
         m = out["machine"]
-        write_text(RESULTS / f"ranker_{args.dataset}.md", f"{markdown(out)}\n\nCommand: `{out['command']}`  \n"
+        write_text(RESULTS / f"{args.name or 'ranker_' + args.dataset}.md", f"{markdown(out)}\n\nCommand: `{out['command']}`  \n"
                    f"Date: {out['date']}  \nMachine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, "
                    f"torch {m['torch']}\n")
         return 0
@@ -116,7 +117,7 @@ def main() -> int:
            "ranker_seconds": round(t1 - t0, 1) if not ranker.get("skipped") else ranker["seconds"],
            "evaluate_seconds": round(t2 - t1, 1) if not evaluate.get("skipped") else evaluate["seconds"],
            "results": res, "paper_table2": PAPER[args.dataset]}
-    save(f"ranker_{args.dataset}", out, markdown(out))
+    save(args.name or f"ranker_{args.dataset}", out, markdown(out))
     print(json.dumps({k: v["Rank"]["NDCG@10"] for k, v in res["models"].items()}))
     return 0
 
