@@ -278,5 +278,6 @@ def load_ranker(cfg: RankerConfig, adapter_dir: Path, device: str, trainable: bo
     tok = load_tokenizer(adapter_dir)
     base = load_base_model(path, cfg, device, quantize, len(tok))
     model = PeftModel.from_pretrained(base, str(adapter_dir), is_trainable=trainable)
-    model.to(device) if not quantize else None
+    if not quantize:
+        model.to(device)
     return model, tok
