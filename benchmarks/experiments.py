@@ -38,11 +38,15 @@ def run(extra: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     t0 = time.time()
     code = main(args)
-    if "--report-only" not in extra and "--dry-run" not in extra:
+    if "--dry-run" not in extra:
         info = header()
         prev = read_json(OUT / "machine.json") if (OUT / "machine.json").exists() else {}
-        info.update(equivalent=args.command_line, wall_seconds_this_call=round(time.time() - t0, 1),
-                    wall_seconds_total=round(prev.get("wall_seconds_total", 0.0) + time.time() - t0, 1))
+        grid_seconds = prev.get("grid_wall_seconds", 0.0)
+        if "--report-only" not in extra:
+            grid_seconds += time.time() - t0
+        info.update(equivalent=args.command_line, grid_wall_seconds=round(grid_seconds, 1),
+                    grid_calls=prev.get("grid_calls", []) + ([] if "--report-only" in extra else
+                                                             [{"date": info["date"], "seconds": round(time.time() - t0, 1)}]))
         write_json(OUT / "machine.json", info)
     return code
 

@@ -89,7 +89,7 @@ class Table:
         for label, kind, st in self.stats():
             n = max((c for _, _, c in st.values()), default=0)
             cells = [fmt(m, s, self.col_digits.get(k, self.digits)) for k, (m, s, _) in st.items()]
-            lines.append(f"| {label} | " + " | ".join(cells) + f" | {n if kind == 'measured' else 'paper'} |")
+            lines.append(f"| {label} | " + " | ".join(cells) + f" | {n if kind == 'measured' else kind} |")
         return "\n".join(lines)
 
     def csv(self, command: str) -> str:
@@ -112,7 +112,7 @@ class Table:
                " & ".join([""] + [esc(h) for _, h in self.columns]) + r" \\", r"\midrule"]
         for label, kind, st in self.stats():
             cells = [fmt(m, s, self.col_digits.get(k, self.digits), sep=r"$\pm$") for k, (m, s, _) in st.items()]
-            name = esc(label) + (" (paper)" if kind == "paper" and "paper" not in label else "")
+            name = esc(label) + (f" ({kind})" if kind != "measured" and kind not in label else "")
             out.append(" & ".join([name] + [c.replace("–", "--") for c in cells]) + r" \\")
         out += [r"\bottomrule", r"\end{tabular}", ""]
         return "\n".join(out)
@@ -153,6 +153,21 @@ def paper_values(dataset: str | None, name: str) -> dict[str, list[float]]:
     if not ref:
         return {}
     return {f"{part}/{k}": [v] for part, d in ref.items() for k, v in d.items()}
+
+
+def random_values(n: int, coverage: float | None = None) -> dict[str, list[float]]:
+    """Expected metrics of a uniformly random order of ``n`` candidates (the target equally likely at each
+    rank); Overall = Rank x ``coverage`` when given."""
+    out = {}
+    for k in (5, 10):
+        kk = min(k, n)
+        out[f"Rank/MRR@{k}"] = [sum(1 / r for r in range(1, kk + 1)) / n]
+        out[f"Rank/NDCG@{k}"] = [sum(1 / math.log2(r + 1) for r in range(1, kk + 1)) / n]
+        out[f"Rank/Recall@{k}"] = [kk / n]
+    if coverage is not None and not math.isnan(coverage):
+        for k in ("NDCG@10", "Recall@10"):
+            out[f"Overall/{k}"] = [out[f"Rank/{k}"][0] * coverage]
+    return out
 
 
 def write_outputs(out_dir: Path, stem: str, header: str, table: Table, command: str, notes: str = "",

@@ -20,6 +20,7 @@ from ulmrec.experiments.report import (
     metric_values,
     paper_dataset,
     paper_values,
+    random_values,
     short,
     write_outputs,
 )
@@ -74,6 +75,7 @@ def report_variants(plan: Plan, store: dict, out: Path, command: str, stem: str,
     ref = lookup(store, plan, retriever_from)
     if ref:
         table.add("Retriever order (LRURec, same users)", metric_values(ref, RETRIEVER, train=False))
+    _add_random(table, plan, ref)
     for key, label in paper_rows:
         if vals := paper_values(paper_dataset(plan.dataset), key):
             table.add(label, vals, kind="paper")
@@ -81,6 +83,14 @@ def report_variants(plan: Plan, store: dict, out: Path, command: str, stem: str,
     write_outputs(out, stem, _header(plan, recs, what), table, command, "\n\n".join(x for x in (notes, _status(
         plan, store, names)) if x))
     return values
+
+
+def _add_random(table: Table, plan: Plan, records: dict[int, dict]) -> None:
+    """The expected metrics of a random order of the candidates (what an untrained ranker scores)."""
+    cov = [r.get("coverage") for r in records.values() if r.get("coverage") is not None]
+    n = plan.config(None).tasks.num_candidates
+    table.add(f"Random order of the {n} candidates (expected)", random_values(n, float(np.mean(cov)) if cov else None),
+              kind="expected")
 
 
 def _fig(values: dict[str, dict[str, list[float]]], key: str) -> list[tuple[float, float]]:
@@ -110,6 +120,7 @@ def write_reports(plan: Plan, names: list[str], store: dict, analyses: dict, out
                 vals[(method, align)] = metric_values(lookup(store, plan, v), MAIN)
                 table.add(f"{method} {'w/' if align else 'w/o'} align", vals[(method, align)])
             recs = lookup(store, plan, "full")
+            _add_random(table, plan, recs)
             write_outputs(d, "table", _header(plan, recs, what), table, command,
                           "N-ID = user_idx + 1, O-ID = the dataset's user id, P-ID = this project's RQ-VAE index "
                           "(index/user_index.parquet). Figure 9 in the paper has no printed numbers.\n\n"
@@ -148,6 +159,7 @@ def _add_uid_row(plan: Plan, store: dict, d: Path, command: str, what: str) -> N
     table.add("ULMRec (index + history + candidates)", metric_values(recs, MAIN))
     table.add("ULMRec-uid (index + candidates)", metric_values(recs, UID, train=False))
     table.add("Retriever order (LRURec, same users)", metric_values(recs, RETRIEVER, train=False))
+    _add_random(table, plan, recs)
     for key in ("ULMRec", "ULMRec-uid"):
         if vals := paper_values(paper_dataset(plan.dataset), key):
             table.add(f"{key} (paper, Llama-2-7b)", vals, kind="paper")

@@ -12,8 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ranker"))
 
-from fixtures import LETTERS, make_run_dir  # noqa: E402
-from tiny import build_tiny_llama  # noqa: E402
+from ranker_helpers import LETTERS, build_tiny_llama, make_run_dir  # noqa: E402
 
 from ulmrec.errors import ConfigError  # noqa: E402
 from ulmrec.experiments import run_experiments  # noqa: E402
@@ -241,3 +240,17 @@ def test_cli_rejects_bad_settings(tiny, capsys):
     _, base = tiny
     assert cli_main(["experiment", "--seeds", "1", "1", "--base", str(base), "--dry-run", "uid"]) == 2
     assert "seeds must be distinct" in capsys.readouterr().err
+
+
+def test_random_order_row_is_the_mean_over_every_target_position():
+    import numpy as np
+
+    from ulmrec.evaluation.metrics import metrics_from_ranks
+    from ulmrec.experiments.report import random_values
+
+    for n in (4, 20):
+        exact = metrics_from_ranks(np.arange(n), (5, 10))
+        rnd = random_values(n, coverage=0.5)
+        for key, value in exact.items():
+            assert rnd[f"Rank/{key}"][0] == pytest.approx(value)
+        assert rnd["Overall/NDCG@10"][0] == pytest.approx(exact["NDCG@10"] * 0.5)
