@@ -38,7 +38,10 @@ def _config_args(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from ulmrec.pipeline import available_stages
 
-    parser = argparse.ArgumentParser(prog="ulmrec", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="ulmrec", description="ULMRec end to end: one subcommand per pipeline stage, `ulmrec run` for all of them.",
+        epilog="Stage commands take -c PRESET_OR_YAML (repeatable) and key=value overrides, e.g. "
+               "`ulmrec run -c beauty ranker.max_steps=200`. `ulmrec presets` lists the presets.")
     sub = parser.add_subparsers(dest="command", required=True)
     stages = available_stages()
     for st in stages:
