@@ -46,7 +46,7 @@ def target_rank(scores: torch.Tensor | np.ndarray, target: torch.Tensor | np.nda
 
 def metrics_from_ranks(ranks: torch.Tensor | np.ndarray | Sequence[int], ks: Iterable[int] = (5, 10)) -> dict[str, float]:
     """Mean MRR@k, NDCG@k, Recall@k over all given ranks (-1 = miss)."""
-    r = torch.as_tensor(np.array(ranks, dtype=np.float64))
+    r = ranks.double() if isinstance(ranks, torch.Tensor) else torch.as_tensor(np.array(ranks, dtype=np.float64))
     out: dict[str, float] = {}
     if r.numel() == 0:
         return {f"{m}@{k}": float("nan") for k in ks for m in METRICS}
