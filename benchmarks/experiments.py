@@ -41,9 +41,14 @@ def run(extra: list[str]) -> int:
     if "--dry-run" not in extra:
         info = header()
         prev = read_json(OUT / "machine.json") if (OUT / "machine.json").exists() else {}
-        grid_seconds = prev.get("grid_wall_seconds", 0.0)
+        grid_seconds = prev.get("grid_wall_seconds", prev.get("wall_seconds_total", 0.0))
         if "--report-only" not in extra:
             grid_seconds += time.time() - t0
+        if "--report-only" in extra:
+            info.update(grid_command=prev.get("grid_command", prev.get("command")),
+                        grid_equivalent=prev.get("grid_equivalent", prev.get("equivalent")))
+        else:
+            info.update(grid_command=info["command"], grid_equivalent=args.command_line)
         info.update(equivalent=args.command_line, grid_wall_seconds=round(grid_seconds, 1),
                     grid_calls=prev.get("grid_calls", []) + ([] if "--report-only" in extra else
                                                              [{"date": info["date"], "seconds": round(time.time() - t0, 1)}]))

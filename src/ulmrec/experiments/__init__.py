@@ -134,7 +134,8 @@ def run_experiments(name: str, presets: list[str], overrides: list[str], base: P
         print(json.dumps(plan.describe(), indent=1))
         return {}
     work.mkdir(parents=True, exist_ok=True)
-    write_json(work / "plan.json", {**plan.describe(), "command": command})
+    if not report_only:
+        write_json(work / "plan.json", {**plan.describe(), "command": command})
     results_path = work / "results.json"
     analyses_path = work / "analyses.json"
     analyses: dict[str, Any] = read_json(analyses_path) if analyses_path.exists() else {}
@@ -145,6 +146,10 @@ def run_experiments(name: str, presets: list[str], overrides: list[str], base: P
 
     if report_only:
         store = read_json(results_path) if results_path.exists() else {}
+        made_by = read_json(work / "plan.json").get("command") if (work / "plan.json").exists() else None
+        if made_by:  # the tables name the command that produced the numbers
+            print(f"tables of the runs made by: {made_by}")
+            command = made_by
     else:
         store = runner.run_grid(plan, variants, results_path, after_each=analyses_and_reports)
     write_reports(plan, names, store, analyses, out, command)

@@ -213,9 +213,9 @@ def bar_figure(path: Path, groups: list[str], panels: list[tuple[str, list[tuple
             stds = [0.0 if math.isnan(s) else s for _, s in vals]
             bars = ax.bar(x + (i - (len(series) - 1) / 2) * width, means, width, yerr=stds, capsize=2, label=label,
                           color=colors[i % len(colors)], edgecolor="black", linewidth=0.4)
-            for b, m in zip(bars, means, strict=True):
-                if not math.isnan(m):
-                    ax.annotate(f"{m:.3f}", (b.get_x() + b.get_width() / 2, m), ha="center", va="bottom",
+            for b, m, sd in zip(bars, means, stds, strict=True):
+                if not math.isnan(m):  # above the error bar
+                    ax.annotate(f"{m:.3f}", (b.get_x() + b.get_width() / 2, m + sd), ha="center", va="bottom",
                                 fontsize=6, xytext=(0, 2), textcoords="offset points", rotation=90)
         ax.set_xticks(x)
         ax.set_xticklabels(groups, rotation=25 if long else 0, ha="right" if long else "center", fontsize=8)
