@@ -23,12 +23,37 @@ from ulmrec.pipeline import run_all
 MODES = ("sampled", "retriever")
 
 
+def render(result: dict) -> str:
+    rows, notes = {}, []
+    for mode, run in result["runs"].items():
+        res = run["results"]
+        rows[f"ULMRec, {mode} training candidates"] = res["models"]["ULMRec"]["Rank"]
+        rows[f"Retriever order ({mode} run)"] = res["models"]["Retriever order"]["Rank"]
+        notes.append(f"- {mode}: retriever coverage {res['coverage']:.4f}, {res['rank_users']} Rank users, "
+                     f"{res['scored_rank_users']} scored; whole run {run['seconds']:.0f} s")
+    return "\n".join([
+        "# Training candidates: sampled vs retriever (embedded sample, SmolLM2, CPU)", "",
+        "Sample preset budget (40 LoRA steps of 2 samples, one ULMRec adapter each). Each mode is a separate run: "
+        "the retriever is retrained there with a time budget (retrieval.max_minutes), so the two retrievers, "
+        "their candidates and the scored users differ; compare each ULMRec row with its own run's retriever row.",
+        "", *notes, "", "Rank metrics:", "", format_table(rows), "",
+        "With this few steps and users the standard error of a Rank N@10 is about 0.03-0.04: differences smaller "
+        "than that are noise. 'retriever' shuffles the retrieved top-20 and swaps the target in for the last "
+        "candidate when it was not retrieved (tasks.missing_target=replace)."])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--root", default="/tmp/ulmrec-train-cands")
+    ap.add_argument("--render-only", action="store_true", help="rewrite the Markdown from the saved JSON")
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
-    rows, runs = {}, {}
+    out = Path(__file__).resolve().parent / "results" / "train_candidates.json"
+    if args.render_only:
+        result = json.loads(out.read_text())
+        save("train_candidates", result, render(result))
+        return
+    runs = {}
     for mode in MODES:
         run_dir = Path(args.root) / mode
         cfg = load_config(["sample"], [f"run_dir={run_dir}", "retrieval.train_candidates=true",
@@ -39,20 +64,9 @@ def main() -> None:
         res = json.loads((run_dir / "evaluate" / "results.json").read_text())
         ranker = json.loads((run_dir / "ranker" / "stage.json").read_text())["summary"]
         runs[mode] = {"seconds": round(time.time() - t0, 1), "results": res, "ranker": ranker}
-        rows[f"ULMRec, {mode} training candidates"] = res["models"]["ULMRec"]["Rank"]
-        rows.setdefault("Retriever order (same users)", res["models"]["Retriever order"]["Rank"])
     result = {**header(), "runs": runs}
-    first = runs[MODES[0]]["results"]
-    md = ["# Training candidates: sampled vs retriever (embedded sample, SmolLM2, CPU)", "",
-          f"Sample preset budget (40 LoRA steps of 2 samples, one ULMRec adapter each); the same "
-          f"{first['scored_rank_users']} scored Rank test users of {first['rank_users']} "
-          f"(coverage {first['coverage']:.4f}) for both. Rank metrics:", "",
-          format_table(rows), "",
-          "With this few steps and users the standard error of a Rank N@10 is about 0.03-0.04: differences "
-          "smaller than that are noise. 'retriever' shuffles the retrieved top-20 and swaps the target in for "
-          "the last candidate when it was not retrieved (tasks.missing_target=replace)."]
-    save("train_candidates", result, "\n".join(md))
-    print("\n".join(md))
+    save("train_candidates", result, render(result))
+    print(render(result))
 
 
 if __name__ == "__main__":
