@@ -13,9 +13,11 @@ Writes benchmarks/results/retrieval_<label>.{json,md}.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -75,6 +77,13 @@ def row(dataset: str, model: str, run_dir: Path) -> dict:
             "candidate_seconds": round(m["valid"]["seconds"] + m["test"]["seconds"], 1)}
 
 
+def budget_text(args: argparse.Namespace) -> str:
+    if not args.pairs:
+        return f"{args.max_minutes:g} min per model and dataset"
+    return ", ".join(f"{p.split(':')[0]} {p.split(':')[1]} {p.split(':')[2] if p.count(':') == 2 else args.max_minutes} min"
+                     for p in args.pairs)
+
+
 def markdown(rows: list[dict], args: argparse.Namespace) -> str:
     short = [c[0] + c[c.index("@"):] for c in COLUMNS]
     from ulmrec.retrieval.config import RetrievalConfig
@@ -84,7 +93,7 @@ def markdown(rows: list[dict], args: argparse.Namespace) -> str:
               f"AdamW lr {c.lr} wd {c.weight_decay}, batch {c.batch_size} ({'length-bucketed' if c.bucket_batches else 'random'}), "
               f"clip {c.grad_clip}, validate every {c.val_every} epoch(s) on {c.best_metric}, patience {c.patience}")
     lines = [f"# Retrievers, paper Table 2 (Overall, test), label `{args.label}`, device `{args.device}`", "",
-             f"Budget: `retrieval.max_minutes={args.max_minutes}` per model and dataset, {args.jobs} job(s) at once. "
+             f"Budget (`retrieval.max_minutes`): {budget_text(args)}; {args.jobs} job(s) at once. "
              f"Recipe (defaults): {recipe}. Overrides: {' '.join(args.set) or 'none'}.", "",
              "| dataset | model | " + " | ".join(short) + " | R@20 | paper N@10 | ours/paper N@10 | epochs (best) "
              "| stopped | train s | s/epoch |", "|---" * (len(short) + 9) + "|"]
@@ -109,6 +118,11 @@ def main() -> None:
     ap.add_argument("--root", default="/tmp/ulmrec-bench-retrieval", help="run directories go here")
     ap.add_argument("--label", default="cpu", help="results go to benchmarks/results/retrieval_<label>.*")
     ap.add_argument("--set", nargs="*", default=[], help="extra key=value overrides for every pair")
+    ap.add_argument("--pairs", nargs="+", metavar="DATASET:MODEL[:MINUTES]",
+                    help="explicit pairs in launch order, each with an optional own budget "
+                         "(instead of --datasets x --models)")
+    ap.add_argument("--report", action="store_true",
+                    help="train nothing: tabulate the finished pairs found under --root")
     ap.add_argument("--job", nargs=2, metavar=("DATASET", "MODEL"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     root = Path(args.root)
@@ -117,24 +131,44 @@ def main() -> None:
         run_job(dataset, model, root / f"{dataset}-{model}", args.max_minutes, args.device, args.set)
         return
 
-    pairs = [(d, m) for d in args.datasets for m in args.models]
+    budgets = {}
+    for spec in args.pairs or [f"{d}:{m}" for d in args.datasets for m in args.models]:
+        d, m, *minutes = spec.split(":")
+        if d not in DATASETS or m not in MODELS or len(minutes) > 1:
+            ap.error(f"--pairs: expected DATASET:MODEL[:MINUTES] with a dataset in {DATASETS} and a model in "
+                     f"{MODELS}, got {spec!r}")
+        budgets[(d, m)] = float(minutes[0]) if minutes else args.max_minutes
+    pairs = list(budgets)
     logs = root / "logs"
     logs.mkdir(parents=True, exist_ok=True)
 
     def launch(pair: tuple[str, str]) -> int:
         d, m = pair
-        cmd = [sys.executable, __file__, "--job", d, m, "--max-minutes", str(args.max_minutes), "--device",
+        cmd = [sys.executable, __file__, "--job", d, m, "--max-minutes", str(budgets[pair]), "--device",
                args.device, "--root", str(root), "--set", *args.set]
-        with open(logs / f"{d}-{m}.log", "w") as log:
+        with open(logs / f"{d}-{m}.log", "a") as log:
             return subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT)
 
+    loads: list[float] = []
+    done = threading.Event()
+
+    def sample_load() -> None:  # the cores may be shared: record how busy they were
+        while not done.wait(60):
+            loads.append(round(os.getloadavg()[0], 2))
+
     t0 = time.time()
-    with ThreadPoolExecutor(args.jobs) as pool:
-        codes = dict(zip(pairs, pool.map(launch, pairs), strict=True))
+    if args.report:
+        codes = {p: 0 if (root / f"{p[0]}-{p[1]}" / "retrieval" / "metrics.json").exists() else 1 for p in pairs}
+    else:
+        threading.Thread(target=sample_load, daemon=True).start()
+        with ThreadPoolExecutor(args.jobs) as pool:
+            codes = dict(zip(pairs, pool.map(launch, pairs), strict=True))
+        done.set()
     rows = [row(d, m, root / f"{d}-{m}") for (d, m), code in codes.items() if code == 0]
     failed = [f"{d}-{m}" for (d, m), code in codes.items() if code != 0]
-    result = {**header(), "device": args.device, "max_minutes": args.max_minutes, "jobs": args.jobs,
-              "wall_seconds": round(time.time() - t0, 1), "failed": failed, "rows": rows}
+    result = {**header(), "device": args.device, "max_minutes": {f"{d}:{m}": b for (d, m), b in budgets.items()},
+              "jobs": args.jobs, "wall_seconds": round(time.time() - t0, 1), "failed": failed, "rows": rows,
+              "load_average_1min_sampled_each_minute": loads}
     save(f"retrieval_{args.label}", result, markdown(rows, args))
     print(markdown(rows, args))
     if failed:

@@ -66,3 +66,21 @@ def test_cli_bad_input_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"{bad}:2: malformed" in err
     assert not (tmp_path / "run" / "data").exists()
+
+
+def test_run_checks_every_stage_before_any_work(tmp_path, monkeypatch):
+    """A setting the ranker would reject (here: QLoRA on a machine without CUDA) stops `ulmrec run` before
+    the data stage writes anything, instead of after hours of retrieval training."""
+    import torch
+
+    from ulmrec.errors import ConfigError
+    from ulmrec.pipeline import run_all
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    cfg = load_config([], [f"run_dir={tmp_path}", "ranker.quantization=nf4"])
+    with pytest.raises(ConfigError, match="needs a CUDA GPU"):
+        run_all(cfg)
+    assert not (tmp_path / "data").exists() and not (tmp_path / ".data.partial").exists()
+    # stopping before the ranker skips its check
+    records = run_all(cfg, until="data")
+    assert [r["stage"] for r in records] == ["data"] and (tmp_path / "data" / "stage.json").exists()

@@ -50,6 +50,10 @@ class Stage:
     params: Callable[[Config], dict[str, Any]]
     inputs: Callable[[Config, Path], list[Path]]
     build: Callable[[Config, Path, Path], dict[str, Any] | None]
+    check: Callable[[Config], None] | None = None
+    """Settings checks that need no earlier stage's output (e.g. "QLoRA needs CUDA", "model not found").
+    ``ulmrec run`` calls them for every stage it will run before it starts the first one, so a run does not
+    fail on a bad ranker setting after an hour of retrieval training."""
 
 
 def available_stages() -> list[Stage]:
@@ -141,9 +145,16 @@ def run_stage(stage: Stage, cfg: Config, force: bool = False) -> dict[str, Any]:
 
 def run_all(cfg: Config, force: bool = False, until: str | None = None) -> list[dict[str, Any]]:
     """``ulmrec run``: every stage in order, each skipped when current."""
+    stages = available_stages()
+    if until is not None:
+        names = [s.name for s in stages]
+        stages = stages[: names.index(until) + 1] if until in names else stages
+    for stage in stages:  # fail fast, before any work, on settings a later stage would reject
+        if stage.check is not None and (force or not is_current(stage, cfg)):
+            stage.check(cfg)
     write_yaml(Path(cfg.run_dir) / "config.yaml", cfg.to_dict())
     records = []
-    for stage in available_stages():
+    for stage in stages:
         records.append(run_stage(stage, cfg, force=force))
         if until == stage.name:
             break

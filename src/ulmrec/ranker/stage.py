@@ -175,4 +175,5 @@ STAGE = Stage(
     params=_params,
     inputs=_inputs,
     build=_build,
+    check=check_settings,
 )
