@@ -22,7 +22,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from _common import REPO, header, save
+from _common import REPO, RESULTS, header, save
 
 from ulmrec.io import read_json
 
@@ -75,6 +75,46 @@ def row(dataset: str, model: str, run_dir: Path) -> dict:
                 sum(h["valid_s"] for h in read_json(run_dir / "retrieval" / "train_log.json"))
                 / max(1, len(read_json(run_dir / "retrieval" / "train_log.json"))), 2),
             "candidate_seconds": round(m["valid"]["seconds"] + m["test"]["seconds"], 1)}
+
+
+def curves_figure(pairs: list[tuple[str, str]], root: Path, path: Path, command: str) -> None:
+    """Validation Recall@10 and Recall@20 per epoch, one panel per dataset, one line per model; the
+    paper's Table 2 Recall@10 and the authors' coverage are drawn as dotted lines for scale (they are *test*
+    figures, so they are a guide, not the same split)."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ulmrec.io import write_bytes
+
+    datasets = sorted({d for d, _ in pairs})
+    fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 4), squeeze=False)
+    for ax, d in zip(axes[0], datasets, strict=True):
+        for dd, m in pairs:
+            log_file = root / f"{dd}-{m}" / "retrieval" / "train_log.json"
+            if dd != d or not log_file.exists():
+                continue
+            hist = read_json(log_file)
+            color = f"C{MODELS.index(m)}"
+            ax.plot([h["epoch"] for h in hist], [h["Recall@10"] for h in hist], color=color, label=f"{m} R@10")
+            ax.plot([h["epoch"] for h in hist], [h["Recall@20"] for h in hist], color=color, ls="--",
+                    label=f"{m} R@20")
+        ax.axhline(PAPER[d]["lrurec"][5], color="grey", ls=":", lw=1)
+        ax.axhline(PAPER_R20[d], color="black", ls=":", lw=1)
+        ax.set_title(d)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("validation recall")
+        ax.legend(fontsize=7, ncol=2)
+    fig.suptitle("Validation Recall@10 (solid) and @20 (dashed) per epoch; dotted: paper LRURec test R@10 (grey) "
+                 "and the authors' test R@20 (black)", fontsize=9)
+    fig.text(0.01, -0.02, command, fontsize=7)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    write_bytes(path, buf.getvalue())
 
 
 def budget_text(args: argparse.Namespace) -> str:
@@ -169,7 +209,9 @@ def main() -> None:
     result = {**header(), "device": args.device, "max_minutes": {f"{d}:{m}": b for (d, m), b in budgets.items()},
               "jobs": args.jobs, "wall_seconds": round(time.time() - t0, 1), "failed": failed, "rows": rows,
               "load_average_1min_sampled_each_minute": loads}
-    save(f"retrieval_{args.label}", result, markdown(rows, args))
+    curves = RESULTS / f"retrieval_{args.label}_curves.png"
+    curves_figure([p for p, code in codes.items() if code == 0], root, curves, result["command"])
+    save(f"retrieval_{args.label}", result, markdown(rows, args) + f"\n\nValidation curves: [{curves.name}]({curves.name})")
     print(markdown(rows, args))
     if failed:
         print("failed:", failed, "- see", logs)
