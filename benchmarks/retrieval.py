@@ -167,6 +167,9 @@ def main() -> None:
     args = ap.parse_args()
     root = Path(args.root)
     if args.job:
+        import logging
+
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
         dataset, model = args.job
         run_job(dataset, model, root / f"{dataset}-{model}", args.max_minutes, args.device, args.set)
         return
