@@ -44,7 +44,28 @@ def test_time_budget_stops_training(ring, tmp_path):
 
 
 @pytest.mark.parametrize("bad", [{"model": "gru4rec"}, {"best_metric": "Recall@7"}, {"dropout": 1.0},
-                                 {"hidden": 63}, {"batch_size": 0}])
+                                 {"hidden": 63}, {"batch_size": 0}, {"lr_decay": 1.0}, {"lr_decay_patience": 0}])
 def test_config_rejects_bad_values(bad):
     with pytest.raises(ValueError):
         RetrievalConfig(**bad)
+
+
+def test_learning_rate_decays_on_plateau_and_resumes(ring, tmp_path, monkeypatch):
+    """A flat validation curve: improve once, then lr x0.5 after every 2 flat validations (twice), then early
+    stopping after 3 more; a run interrupted in the middle resumes with the decayed learning rate."""
+    monkeypatch.setattr(Trainer, "validate", lambda self, h, t: {"Recall@10": 0.1})
+    base = dict(max_len=8, hidden=16, batch_size=16, lr=1e-3, lr_decay=0.5, lr_decay_patience=2, lr_decays=2,
+                patience=3)
+    trainer, state = _fit(ring, RetrievalConfig(epochs=100, **base), tmp_path / "a")
+    assert state.stopped == "patience" and state.epoch == 8 and state.lr_decays == 2
+    assert [h["lr"] for h in state.history] == [1e-3] * 3 + [5e-4] * 2 + [2.5e-4] * 3
+    assert trainer.opt.param_groups[1]["lr"] == 2.5e-4  # every group decays
+    _fit(ring, RetrievalConfig(epochs=4, **base), tmp_path / "b")
+    _, resumed = _fit(ring, RetrievalConfig(epochs=100, **base), tmp_path / "b")
+    assert [h["lr"] for h in resumed.history] == [h["lr"] for h in state.history]
+
+
+def test_constant_learning_rate_by_default(ring, tmp_path, monkeypatch):
+    monkeypatch.setattr(Trainer, "validate", lambda self, h, t: {"Recall@10": 0.1})
+    _, state = _fit(ring, RetrievalConfig(max_len=8, hidden=16, patience=3, epochs=100), tmp_path)
+    assert state.epoch == 4 and {h["lr"] for h in state.history} == {1e-3}

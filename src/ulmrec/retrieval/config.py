@@ -61,6 +61,14 @@ class RetrievalConfig:
     """(int) Validate (and checkpoint) every this many epochs."""
     patience: int = 10
     """(int) Stop after this many validations without improvement of best_metric (0 = never stop early)."""
+    lr_decay: float = 0.0
+    """(float) On a plateau, multiply the learning rate by this factor (0 = constant learning rate, LlamaRec's
+    recipe). A plateau is ``lr_decay_patience`` validations without improvement; the patience counter then
+    starts again, and after ``lr_decays`` decays early stopping takes over as usual."""
+    lr_decay_patience: int = 3
+    """(int) Validations without improvement before the learning rate is decayed (with lr_decay > 0)."""
+    lr_decays: int = 2
+    """(int) Most learning-rate decays (with lr_decay > 0)."""
     best_metric: str = "Recall@10"
     """(str) Validation metric that picks the best checkpoint, e.g. Recall@10, NDCG@10, MRR@10."""
     metric_ks: list[int] = field(default_factory=lambda: [1, 5, 10, 20, 50])
@@ -87,6 +95,9 @@ class RetrievalConfig:
             raise ValueError("retrieval.lr and adam_eps must be > 0; weight_decay and grad_clip >= 0")
         if self.max_minutes < 0 or self.patience < 0 or self.num_threads < 0:
             raise ValueError("retrieval.max_minutes, patience and num_threads must be >= 0")
+        if not 0.0 <= self.lr_decay < 1.0 or self.lr_decay_patience < 1 or self.lr_decays < 0:
+            raise ValueError("retrieval.lr_decay must be in [0, 1), lr_decay_patience >= 1 and lr_decays >= 0, got "
+                             f"{self.lr_decay}, {self.lr_decay_patience}, {self.lr_decays}")
         if not self.metric_ks or min(self.metric_ks) < 1:
             raise ValueError(f"retrieval.metric_ks must be positive cut-offs, got {self.metric_ks}")
         metric, _, k = self.best_metric.partition("@")

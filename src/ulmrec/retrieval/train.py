@@ -44,6 +44,8 @@ class TrainState:
     best_epoch: int = 0
     bad_validations: int = 0
     seconds: float = 0.0
+    lr_decays: int = 0
+    """Learning-rate decays applied so far (retrieval.lr_decay)."""
     stopped: str = ""
     """Why training ended: 'epochs', 'patience' or 'time' (empty while running)."""
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -185,7 +187,14 @@ class Trainer:
                 st.best, st.best_epoch, st.bad_validations = value, st.epoch, 0
             else:
                 st.bad_validations += 1
-            st.history.append({"epoch": st.epoch, "step": st.step, "loss": round(loss, 5),
+            lr = self.opt.param_groups[0]["lr"]
+            if (cfg.lr_decay and st.lr_decays < cfg.lr_decays and st.bad_validations >= cfg.lr_decay_patience):
+                for group in self.opt.param_groups:
+                    group["lr"] *= cfg.lr_decay
+                st.lr_decays, st.bad_validations = st.lr_decays + 1, 0
+                log.info("retrieval epoch %d: plateau, learning rate %.2g -> %.2g", st.epoch, lr,
+                         self.opt.param_groups[0]["lr"])
+            st.history.append({"epoch": st.epoch, "step": st.step, "lr": lr, "loss": round(loss, 5),
                                "train_s": round(train_s, 2), "valid_s": round(time.time() - t1, 2),
                                **{k: round(v, 5) for k, v in metrics.items()}})
             log.info("retrieval epoch %d: loss %.4f, valid %s %.4f (best %.4f @ %d), %.1fs train, %.1fs valid",
