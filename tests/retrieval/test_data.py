@@ -49,3 +49,15 @@ def test_histories_and_prefixes(ring):
     assert len(users) == sum(len(s) - 3 for s in ring.sequences)
     for u, p, h, t in zip(users[:20], pos[:20], hist[:20], tgt[:20], strict=True):
         assert list(h) == list(ring.sequences[u][:p]) and t == ring.sequences[u][p]
+
+
+def test_first_target_windows_make_every_item_a_target_once():
+    seqs = [np.arange(1, n + 1) for n in (1, 2, 4, 5, 11, 23)]
+    windows = training_windows(seqs, max_len=4, first_target=True)
+    assert all(2 <= len(w) <= 5 for w in windows)
+    targets = sorted(int(t) for w in windows for t in w[1:] if t)
+    assert targets == sorted(int(t) for s in seqs for t in s)
+    starts = [w for w in windows if w[0] == 0]  # one window per sequence predicts its first item from nothing
+    assert len(starts) == len(seqs) and all(w[1] == 1 for w in starts)
+    assert [1, 2, 3, 4] in [w[1:].tolist() for w in starts]  # length 4 fits with its padding ...
+    assert any(w.tolist() == [0, 1] for w in starts)  # ... length 5 does not: [0, first] instead

@@ -40,3 +40,26 @@ def test_learns_the_ring_pattern(name, ring, tmp_path):
     state = trainer.fit(training_windows(ring.train_sequences(), cfg.max_len), hv, tv)
     assert state.stopped == "epochs" and state.epoch == 30
     assert state.best > max(0.5, before + 0.3), (before, state.best)
+
+
+@pytest.mark.parametrize("name", ["lrurec", "sasrec", "narm"])
+def test_first_item_target_trains_from_an_empty_history(name):
+    """With first_target, a window [0, a, b] trains a from the padding input: the loss over the grouped batch
+    equals the loss of encode() on the whole batch (so grouping keeps the padding column it needs)."""
+    torch.manual_seed(0)
+    model = build_model(RetrievalConfig(model=name, max_len=6, dropout=0.0, attn_dropout=0.0), num_items=9)
+    windows = training_windows([np.array([3, 4, 5]), np.array([6, 7, 8, 9, 1, 2, 3])], max_len=6,
+                               first_target=True)
+    batch = left_pad(windows)
+    inputs, labels = batch[:, :-1], batch[:, 1:]
+    keep = labels != 0
+    assert keep.sum() == 10  # all 3 + 7 items are targets
+    full = torch.nn.functional.cross_entropy(model.item_scores(model.encode(inputs)[keep]), labels[keep])
+    loss = model.loss(batch)
+    torch.testing.assert_close(loss, full, rtol=1e-5, atol=1e-6)
+    if name != "narm":  # the padding input's own embedding is trained only through that position
+        loss.backward()
+        assert model.item_embedding.weight.grad[0].abs().sum() > 0
+        model.zero_grad()
+        model.loss(left_pad(training_windows([np.array([3, 4, 5])], max_len=6))).backward()
+        assert model.item_embedding.weight.grad[0].abs().sum() == 0

@@ -37,17 +37,20 @@ class SequentialRecommender(nn.Module):
     length_groups: int = 4
     """Training forward passes split each batch into this many groups of similar length (see encode_grouped)."""
 
-    def encode_grouped(self, items: torch.Tensor) -> torch.Tensor:
+    def encode_grouped(self, items: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """``encode`` for a batch of mixed lengths, run on ``length_groups`` row groups of similar length,
         each cut to its own longest sequence, and put back together (B, L, D), zeros at padding.
 
         The batch stays a uniformly random one, so the loss is unchanged (every model here gives the same
         states whatever the left padding, tested), but the encoder no longer works on columns that are
-        padding for most rows: on Beauty (mean length 8.9, max 50) this is most of the encoder's cost."""
+        padding for most rows: on Beauty (mean length 8.9, max 50) this is most of the encoder's cost.
+        ``lengths`` (default: the real items per row) are the columns each row needs from the right, e.g. one
+        more when a padding input predicts the first item (``first_target``)."""
         groups = min(self.length_groups, items.size(0))
         if groups <= 1:
             return self.encode(items)
-        lengths = (items != PAD).sum(1)
+        if lengths is None:
+            lengths = (items != PAD).sum(1)
         order = torch.argsort(lengths)
         out = None
         for rows in order.chunk(groups):
@@ -69,8 +72,8 @@ class SequentialRecommender(nn.Module):
         """Cross-entropy over all items at every non-padding position of a left-padded window (B, W):
         inputs ``window[:, :-1]``, labels ``window[:, 1:]``."""
         inputs, labels = window[:, :-1], window[:, 1:]
-        hidden = self.encode_grouped(inputs)  # (B, L, D)
-        keep = labels != PAD
+        keep = labels != PAD  # a padding input with a real label: the first item, from an empty history
+        hidden = self.encode_grouped(inputs, lengths=keep.sum(1))  # (B, L, D)
         logits = self.item_scores(hidden[keep])  # (P, N+1), P = real positions only
         return F.cross_entropy(logits, labels[keep])
 

@@ -20,6 +20,9 @@ class RetrievalConfig:
     """(int) Candidates per user handed to the ranker."""
     train_candidates: bool = False
     """(bool) Also write candidates_train.parquet: top candidates for every prefix of every training sequence."""
+    first_target: bool = False
+    """(bool) Also train each sequence's first item as a target, predicted from an empty history (LlamaRec's
+    LRU data loader does; causal models only: LRURec, SASRec, NARM)."""
     max_len: int = 50
     """(int) Longest history the model reads (older items are cut; history masking still uses all of them)."""
     hidden: int = 64

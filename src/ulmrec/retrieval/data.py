@@ -16,20 +16,33 @@ import torch
 from ulmrec.data.dataset import Dataset
 
 
-def training_windows(sequences: Sequence[np.ndarray], max_len: int) -> list[np.ndarray]:
+def training_windows(sequences: Sequence[np.ndarray], max_len: int, first_target: bool = False) -> list[np.ndarray]:
     """Cut each training sequence into windows of at most ``max_len + 1`` items (``max_len`` inputs, each
     predicting the next item), the last window ending at the sequence's end and earlier ones stepping back by
     ``max_len`` (LlamaRec's sliding window of size 1.0), so every item after the first is a target once.
-    Sequences with fewer than 2 items give no window."""
+    Sequences with fewer than 2 items give no window.
+
+    ``first_target``: the first item is a target too, predicted from an empty history (a padding input), as
+    LlamaRec's LRU data loader does (its labels are the whole sequence, its inputs the sequence shifted by one
+    behind padding). The window that starts the sequence gets a leading 0; when it is already ``max_len + 1``
+    long, a window ``[0, first item]`` is added instead. Every item is then a target once."""
     windows = []
     for seq in sequences:
         n = len(seq)
-        if n < 2:
+        if n < 2 and not (first_target and n == 1):
             continue
         end = n
-        while end > 1:
+        while end > 1 or (end == 1 and n == 1):
             start = max(0, end - max_len - 1)
-            windows.append(np.asarray(seq[start:end], dtype=np.int64))
+            window = np.asarray(seq[start:end], dtype=np.int64)
+            if first_target and start == 0:
+                if len(window) <= max_len:
+                    window = np.concatenate([[0], window])
+                else:
+                    windows.append(np.asarray([0, seq[0]], dtype=np.int64))
+            windows.append(window)
+            if n == 1:
+                break
             end = start + 1  # the next window's last item is this window's first input
     return windows
 

@@ -56,7 +56,7 @@ def _build(cfg: Config, run_dir: Path, out: Path) -> dict:
                         f"and the test item are needed), e.g. user_idx {short[0]}",
                         Path(run_dir) / "data" / "interactions.parquet", field="user_idx")
     model = build_model(rc, ds.num_items)
-    windows = training_windows(ds.train_sequences(), rc.max_len)
+    windows = training_windows(ds.train_sequences(), rc.max_len, rc.first_target and rc.model != "bert4rec")
     valid_h, valid_t = split_histories(ds, "valid")
     log.info("retrieval: %s on %d users, %d items, %d training windows, device %s", rc.model, ds.num_users,
              ds.num_items, len(windows), device)
