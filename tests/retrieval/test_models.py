@@ -30,7 +30,7 @@ def test_padding_does_not_change_predictions(name):
 
 @pytest.mark.parametrize("name", MODELS)
 def test_learns_the_ring_pattern(name, ring, tmp_path):
-    cfg = RetrievalConfig(model=name, max_len=8, hidden=32, batch_size=16, epochs=30, patience=0, lr=5e-3,
+    cfg = RetrievalConfig(model=name, max_len=8, hidden=32, batch_size=16, epochs=30, patience=0, lr=5e-3, lr_decay=0.0,
                           dropout=0.1, attn_dropout=0.1, weight_decay=0.0, best_metric="Recall@5")
     torch.manual_seed(0)
     model = build_model(cfg, ring.num_items)

@@ -65,7 +65,7 @@ def test_learning_rate_decays_on_plateau_and_resumes(ring, tmp_path, monkeypatch
     assert [h["lr"] for h in resumed.history] == [h["lr"] for h in state.history]
 
 
-def test_constant_learning_rate_by_default(ring, tmp_path, monkeypatch):
+def test_constant_learning_rate_without_decay(ring, tmp_path, monkeypatch):
     monkeypatch.setattr(Trainer, "validate", lambda self, h, t: {"Recall@10": 0.1})
-    _, state = _fit(ring, RetrievalConfig(max_len=8, hidden=16, patience=3, epochs=100), tmp_path)
+    _, state = _fit(ring, RetrievalConfig(max_len=8, hidden=16, patience=3, epochs=100, lr_decay=0.0), tmp_path)
     assert state.epoch == 4 and {h["lr"] for h in state.history} == {1e-3}

@@ -64,10 +64,11 @@ class RetrievalConfig:
     """(int) Validate (and checkpoint) every this many epochs."""
     patience: int = 10
     """(int) Stop after this many validations without improvement of best_metric (0 = never stop early)."""
-    lr_decay: float = 0.0
+    lr_decay: float = 0.1
     """(float) On a plateau, multiply the learning rate by this factor (0 = constant learning rate, LlamaRec's
     recipe). A plateau is ``lr_decay_patience`` validations without improvement; the patience counter then
-    starts again, and after ``lr_decays`` decays early stopping takes over as usual."""
+    starts again, and after ``lr_decays`` decays early stopping takes over as usual. Measured on full Games and
+    Beauty (docs/retrieval.md): better validation Recall@10 than a constant rate, LRURec reaches its targets."""
     lr_decay_patience: int = 3
     """(int) Validations without improvement before the learning rate is decayed (with lr_decay > 0)."""
     lr_decays: int = 2
