@@ -161,6 +161,7 @@ def main() -> None:
     ap.add_argument("--pairs", nargs="+", metavar="DATASET:MODEL[:MINUTES]",
                     help="explicit pairs in launch order, each with an optional own budget "
                          "(instead of --datasets x --models)")
+    ap.add_argument("--note", default="", help="a paragraph appended to the markdown (e.g. how --report's runs were made)")
     ap.add_argument("--report", action="store_true",
                     help="train nothing: tabulate the finished pairs found under --root")
     ap.add_argument("--job", nargs=2, metavar=("DATASET", "MODEL"), help=argparse.SUPPRESS)
@@ -214,7 +215,8 @@ def main() -> None:
               "load_average_1min_sampled_each_minute": loads}
     curves = RESULTS / f"retrieval_{args.label}_curves.png"
     curves_figure([p for p, code in codes.items() if code == 0], root, curves, result["command"])
-    save(f"retrieval_{args.label}", result, markdown(rows, args) + f"\n\nValidation curves: [{curves.name}]({curves.name})")
+    save(f"retrieval_{args.label}", result, markdown(rows, args) + f"\n\nValidation curves: [{curves.name}]({curves.name})"
+         + (f"\n\n{args.note}" if args.note else ""))
     print(markdown(rows, args))
     if failed:
         print("failed:", failed, "- see", logs)
