@@ -110,7 +110,9 @@ def curves_figure(pairs: list[tuple[str, str]], root: Path, path: Path, command:
         ax.legend(fontsize=7, ncol=2)
     fig.suptitle("Validation Recall@10 (solid) and @20 (dashed) per epoch; dotted: paper LRURec test R@10 (grey) "
                  "and the authors' test R@20 (black)", fontsize=9)
-    fig.text(0.01, -0.02, command, fontsize=7)
+    import textwrap
+
+    fig.text(0.01, -0.02, textwrap.fill(command.split(" --note ")[0], 170), fontsize=7, va="top")
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
     plt.close(fig)
@@ -131,7 +133,9 @@ def markdown(rows: list[dict], args: argparse.Namespace) -> str:
     c = RetrievalConfig()
     recipe = (f"hidden {c.hidden}, {c.blocks} blocks, dropout {c.dropout}/{c.attn_dropout}, max len {c.max_len}, "
               f"AdamW lr {c.lr} wd {c.weight_decay}, batch {c.batch_size} ({'length-bucketed' if c.bucket_batches else 'random'}), "
-              f"clip {c.grad_clip}, validate every {c.val_every} epoch(s) on {c.best_metric}, patience {c.patience}")
+              f"clip {c.grad_clip}, validate every {c.val_every} epoch(s) on {c.best_metric}, patience {c.patience}, "
+              + (f"learning rate x{c.lr_decay} after {c.lr_decay_patience} validations without improvement "
+                 f"(at most {c.lr_decays} times)" if c.lr_decay else "constant learning rate"))
     lines = [f"# Retrievers, paper Table 2 (Overall, test), label `{args.label}`, device `{args.device}`", "",
              f"Budget (`retrieval.max_minutes`): {budget_text(args)}; {args.jobs} job(s) at once. "
              f"Recipe (defaults): {recipe}. Overrides: {' '.join(args.set) or 'none'}.", "",
