@@ -24,25 +24,16 @@ def training_windows(sequences: Sequence[np.ndarray], max_len: int, first_target
 
     ``first_target``: the first item is a target too, predicted from an empty history (a padding input), as
     LlamaRec's LRU data loader does (its labels are the whole sequence, its inputs the sequence shifted by one
-    behind padding). The window that starts the sequence gets a leading 0; when it is already ``max_len + 1``
-    long, a window ``[0, first item]`` is added instead. Every item is then a target once."""
+    behind padding): each sequence is cut as if it started with a 0, so every item is a target once."""
     windows = []
     for seq in sequences:
-        n = len(seq)
-        if n < 2 and not (first_target and n == 1):
-            continue
-        end = n
-        while end > 1 or (end == 1 and n == 1):
+        seq = np.asarray(seq, dtype=np.int64)
+        if first_target:
+            seq = np.concatenate([np.zeros(1, dtype=np.int64), seq])
+        end = len(seq)
+        while end > 1:
             start = max(0, end - max_len - 1)
-            window = np.asarray(seq[start:end], dtype=np.int64)
-            if first_target and start == 0:
-                if len(window) <= max_len:
-                    window = np.concatenate([[0], window])
-                else:
-                    windows.append(np.asarray([0, seq[0]], dtype=np.int64))
-            windows.append(window)
-            if n == 1:
-                break
+            windows.append(seq[start:end])
             end = start + 1  # the next window's last item is this window's first input
     return windows
 
