@@ -37,16 +37,20 @@ def main() -> None:
             rows.append({"dataset": ds, "schedule": name, "training": m["training"],
                          "fingerprint": cfg["fingerprint"],
                          "valid": {k: round(m["valid"][k], 4) for k in KEYS},
-                         "test": {k: round(m["test"][k], 4) for k in KEYS}})
+                         "test": {k: round(m["test"][k], 4) for k in KEYS},
+                         # binomial standard error of a Recall@20 over this many test users
+                         "test_Recall@20_standard_error": round(
+                             (m["test"]["Recall@20"] * (1 - m["test"]["Recall@20"]) / m["users"]) ** 0.5, 4)})
     lines = ["# LRURec learning-rate schedule on this CPU (full Beauty and Games, one thread each)", "",
              "Same seed and settings (defaults: dropout 0.5, random batches, patience 10) except `retrieval.lr_decay`;"
              " selected by validation Recall@10; test = Overall, full ranking, history masked.", "",
-             "| dataset | learning rate | valid R@10 | valid R@20 | test M@10 | test N@10 | test R@10 | test R@20 "
+             "| dataset | learning rate | valid R@10 | valid R@20 | test M@10 | test N@10 | test R@10 | test R@20 (s.e.) "
              "| target N@10 / R@20 | epochs (best) | stopped | train min |", "|---" * 12 + "|"]
     for r in rows:
         v, t, tr = r["valid"], r["test"], r["training"]
         lines.append(f"| {r['dataset']} | {r['schedule']} | {v['Recall@10']:.4f} | {v['Recall@20']:.4f} "
                      f"| {t['MRR@10']:.4f} | {t['NDCG@10']:.4f} | {t['Recall@10']:.4f} | {t['Recall@20']:.4f} "
+                     f"({r['test_Recall@20_standard_error']:.4f}) "
                      f"| {PAPER[r['dataset']]['lrurec'][4]:.4f} / {PAPER_R20[r['dataset']]:.4f} "
                      f"| {tr['epochs']} ({tr['best_epoch']}) | {tr['stopped']} | {tr['train_seconds'] / 60:.0f} |")
     lines += ["", "![validation curves](retrieval_lr_schedule_cpu.png)"]
