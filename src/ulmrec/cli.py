@@ -24,6 +24,7 @@ EXTRA_COMMANDS = [
     ("export-recbole", "ulmrec.data.export", "write the prepared data as RecBole atomic files"),
     ("recommend", "ulmrec.ranker.recommend", "ranked titles for one user from a trained run"),
     ("experiment", "ulmrec.experiments", "the paper's ablations and analyses"),
+    ("audit", "ulmrec.preferences.audit", "do the preference sentences / user index see the test period?"),
 ]
 
 

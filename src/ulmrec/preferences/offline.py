@@ -49,6 +49,8 @@ one two three four five six ultimate bundle combo amazon great good best really 
 bought buy buying works work worked nice little lot well get got make makes made would will also much even
 """.split())
 _STOP = _ENGLISH | _GENERIC
+#: Function words and filler the extractor (and the leakage audit) ignore.
+STOPWORDS = _STOP
 _TOKEN = re.compile(r"[a-z][a-z'&-]*[a-z]")
 
 
