@@ -44,19 +44,33 @@ def target_rank(scores: torch.Tensor | np.ndarray, target: torch.Tensor | np.nda
     return rank
 
 
-def metrics_from_ranks(ranks: torch.Tensor | np.ndarray | Sequence[int], ks: Iterable[int] = (5, 10)) -> dict[str, float]:
-    """Mean MRR@k, NDCG@k, Recall@k over all given ranks (-1 = miss)."""
-    r = ranks.double() if isinstance(ranks, torch.Tensor) else torch.as_tensor(np.array(ranks, dtype=np.float64))
-    out: dict[str, float] = {}
-    if r.numel() == 0:
-        return {f"{m}@{k}": float("nan") for k in ks for m in METRICS}
+def _rank_array(ranks: torch.Tensor | np.ndarray | Sequence[int]) -> np.ndarray:
+    if isinstance(ranks, torch.Tensor):
+        return ranks.detach().cpu().numpy().astype(np.float64)
+    return np.array(ranks, dtype=np.float64).reshape(-1)
+
+
+def per_user_metrics(ranks: torch.Tensor | np.ndarray | Sequence[int], ks: Iterable[int] = (5, 10)) -> dict[str, np.ndarray]:
+    """Per-user MRR@k, NDCG@k, Recall@k (float64 arrays, one value per given rank; -1 = miss, scoring 0)."""
+    r = _rank_array(ranks)
+    safe = np.maximum(r, 0.0)  # misses are masked below; this only keeps 1/0 out of the arithmetic
     hit_any = r >= 0
+    out: dict[str, np.ndarray] = {}
     for k in ks:
         hit = hit_any & (r < k)
-        out[f"MRR@{k}"] = float(torch.where(hit, 1.0 / (r + 1), 0.0).mean())
-        out[f"NDCG@{k}"] = float(torch.where(hit, 1.0 / torch.log2(r + 2), 0.0).mean())
-        out[f"Recall@{k}"] = float(hit.double().mean())
+        out[f"MRR@{k}"] = np.where(hit, 1.0 / (safe + 1), 0.0)
+        out[f"NDCG@{k}"] = np.where(hit, 1.0 / np.log2(safe + 2), 0.0)
+        out[f"Recall@{k}"] = hit.astype(np.float64)
     return out
+
+
+def metrics_from_ranks(ranks: torch.Tensor | np.ndarray | Sequence[int], ks: Iterable[int] = (5, 10)) -> dict[str, float]:
+    """Mean MRR@k, NDCG@k, Recall@k over all given ranks (-1 = miss)."""
+    ks = list(ks)
+    values = per_user_metrics(ranks, ks)
+    if not len(next(iter(values.values()), ())):
+        return {f"{m}@{k}": float("nan") for k in ks for m in METRICS}
+    return {name: float(v.mean()) for name, v in values.items()}
 
 
 def rank_and_overall(ranks_in_candidates: np.ndarray | torch.Tensor, ks: Iterable[int] = (5, 10)) -> dict[str, dict[str, float]]:
