@@ -19,7 +19,9 @@ from training data is expected to match) and random items the user *never touche
   when the items table has none.
 
 Content words: lower-cased alphanumeric tokens of at least 3 characters, HTML entities decoded, English
-function words and packaging/size filler removed (the offline extractor's list), a trailing plural "s" folded.
+function words and packaging/size filler removed (the offline extractor's list), a trailing plural "s" folded;
+in a sentence, the framing words of the sentence templates (``TEMPLATE_WORDS``: "user", "prefers", "especially",
+"recently", ...) are ignored too.
 Each null is the user's mean over ``null_samples`` random items (fixed seed). Rates carry a bootstrap 95 %
 interval over users; the paired differences (test - untouched, test - train, ...) a paired bootstrap interval.
 
@@ -53,6 +55,11 @@ TARGETS = ("valid", "test", "train", "untouched")
 _TOKEN = re.compile(r"[a-z0-9]+")
 #: (first arm, second arm) of the paired differences reported.
 PAIRS = (("test", "untouched"), ("valid", "untouched"), ("test", "train"), ("valid", "train"))
+#: The framing words of preference sentences ("The user prefers ..., especially from ...; most recently they
+#: bought ...; their reviews mention ...; they rate their purchases highly"): ignored in a sentence, so that a
+#: title that happens to contain "Especially" does not count as quoted.
+TEMPLATE_WORDS = frozenset(("user", "prefer", "especially", "recently", "review", "mention", "rate", "purchase",
+                            "highly", "moderately", "poorly", "mean"))
 
 
 def content_words(text: str) -> list[str]:
@@ -229,7 +236,7 @@ def sentence_matches(ds: Dataset, sentences: dict[int, str], seed: int = 0, null
     for r, u in enumerate(users):
         seq = ds.sequences[u]
         train = [int(i) for i in seq[:-2]]
-        words_list = content_words(sentences[u])
+        words_list = [w for w in content_words(sentences[u]) if w not in TEMPLATE_WORDS]
         s_words, s_bi = set(words_list), _bigrams(words_list)
         df = Counter(w for i in train for w in items.words[i])
         seen = set(int(i) for i in seq)

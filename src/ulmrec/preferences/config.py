@@ -16,10 +16,13 @@ OPERATIONAL = ("api_key_env", "concurrency", "max_retries", "backoff_base", "bac
 
 @dataclass
 class PreferencesConfig:
-    mode: Literal["import", "api", "offline"] = "import"
-    """(str) 'import' precomputed sentences (data/source_preferences.parquet or ``import_path``), 'api' ask an
+    mode: Literal["import", "api", "offline", "titles"] = "import"
+    """(str) 'import' precomputed sentences (data/source_preferences.parquet or ``import_path``; the shipped
+    Beauty/Games sentences see the validation and test period, see docs/preferences.md), 'api' ask an
     OpenAI-compatible server (OpenAI, vLLM, Ollama, ...) once per user, 'offline' a deterministic keyword
-    stand-in that needs no server (see docs/preferences.md for what it is and is not)."""
+    stand-in that needs no server (training titles, reviews and ratings), 'titles' the leak-free source for
+    data without training-period reviews: a sentence from the user's training-period titles only (keywords,
+    favourite brand, most recent training title; provenance 'leak-free: training-period titles only')."""
     fallback: Literal["none", "offline"] = "none"
     """(str) Users left without a preference (not in the imported file, or the server failed for them):
     'none' records them as failed (preference null), 'offline' gives them the offline stand-in sentence
@@ -48,7 +51,7 @@ class PreferencesConfig:
     max_review_chars: int = 500
     """(int) Each review is cut to this many characters (0: no reviews in the prompt, titles only)."""
     max_title_chars: int = 120
-    """(int) Each item title is cut to this many characters."""
+    """(int) Each item title is cut to this many characters (api prompts; the quoted title of mode=titles)."""
     concurrency: int = 8
     """(int) Requests in flight at once (threads)."""
     max_retries: int = 5
@@ -70,7 +73,7 @@ class PreferencesConfig:
 
     # ---- offline
     offline_keywords: int = 3
-    """(int) mode=offline: how many characteristic title words name the user's interests."""
+    """(int) mode=offline / titles: how many characteristic title words name the user's interests."""
 
     def __post_init__(self) -> None:
         if self.prompt_version not in PROMPTS:
@@ -100,7 +103,7 @@ class PreferencesConfig:
             d.pop(name)
         if self.mode != "api":
             for name in ("base_url", "model", "prompt_version", "temperature", "max_tokens", "max_reviews",
-                         "max_review_chars", "max_title_chars"):
+                         "max_review_chars") + (() if self.mode == "titles" else ("max_title_chars",)):
                 d.pop(name)
         if self.mode != "import":
             d.pop("import_path")

@@ -115,3 +115,41 @@ class OfflineExtractor:
             tendency = "highly" if mean >= 4.25 else "moderately" if mean >= 3.0 else "poorly"
             s += f"; they rate their purchases {tendency} (mean {mean:.1f}/5)"
         return s + "."
+
+
+TITLES_VERSION = "titles:v1"
+#: The provenance every ``preferences.mode=titles`` run carries (report.json, the audit's tables).
+TITLES_PROVENANCE = "leak-free: training-period titles only"
+
+
+def titles_only(h: UserHistory) -> UserHistory:
+    """``h`` with its reviews and ratings removed: only the training-period titles remain."""
+    return UserHistory(h.user_idx, h.user_id, h.titles, (None,) * len(h.titles), (None,) * len(h.titles))
+
+
+class TitlesExtractor:
+    """The leak-free sentence for data without training-period reviews (``preferences.mode=titles``).
+
+    Built from the user's training-period titles and nothing else (no rating, no review, no validation or test
+    item): the offline extractor's title keywords and favourite brand, then the most recent training title,
+    e.g. *The user prefers shellac, cnd and polish products, especially from CND; most recently they bought CND
+    Shellac Power Polish, Romantique.* Deterministic; ``max_title_chars`` cuts the quoted title."""
+
+    def __init__(self, keywords: int = 3, max_title_chars: int = 120):
+        self.keywords, self.max_title_chars = keywords, max_title_chars
+
+    def fit(self, histories: list[UserHistory]) -> TitlesExtractor:
+        self.offline_ = OfflineExtractor(self.keywords).fit([titles_only(h) for h in histories])
+        return self
+
+    def sentence(self, h: UserHistory) -> str | None:
+        h = titles_only(h)
+        s = self.offline_.sentence(h)
+        if s is None:
+            return None
+        if s.startswith("The user prefers products like "):  # no keyword: the sentence already quotes the title
+            return s
+        last = h.titles[-1]
+        if len(last) > self.max_title_chars:
+            last = last[: self.max_title_chars].rsplit(" ", 1)[0] + "..."
+        return f"{s[:-1]}; most recently they bought {last.rstrip('.')}."

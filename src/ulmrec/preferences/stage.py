@@ -2,7 +2,9 @@
 
 ``preferences.parquet`` (user_idx, preference, status, source, error) and ``report.json`` (counts, provenance,
 errors, leakage probe). Modes: ``import`` (sentences shipped with the data, or a JSON-lines file), ``api`` (an
-OpenAI-compatible server, cached in SQLite), ``offline`` (a deterministic keyword stand-in).
+OpenAI-compatible server, cached in SQLite), ``offline`` (a deterministic keyword stand-in), ``titles`` (the
+leak-free source for data without reviews: training-period titles only). ``report.json`` says what the sentences
+may have seen (``provenance``, ``leak_free``); ``ulmrec audit`` measures it.
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ from ulmrec.io import fingerprint, write_json, write_parquet
 from ulmrec.pipeline import Stage
 from ulmrec.preferences.history import UserHistory, training_histories
 from ulmrec.preferences.importer import LEAKAGE_NOTE, from_dataset, from_jsonl
+from ulmrec.preferences.offline import TITLES_PROVENANCE, TITLES_VERSION, OfflineExtractor, TitlesExtractor
 from ulmrec.preferences.offline import VERSION as OFFLINE_SOURCE
-from ulmrec.preferences.offline import OfflineExtractor
 from ulmrec.preferences.prompts import PROMPTS
 from ulmrec.preferences.table import PreferenceRecord, leak_probe, to_frame
 from ulmrec.utils import cache_dir
@@ -39,6 +41,8 @@ def _params(cfg: Config) -> dict:
     prompt template text), so a change there re-runs the stage."""
     p = cfg.preferences
     params = {**p.output_params(), "offline_version": OFFLINE_SOURCE}
+    if p.mode == "titles":
+        params["titles_version"] = TITLES_VERSION
     if p.mode == "api":
         params["prompt_template"] = fingerprint(dataclasses.asdict(PROMPTS[p.prompt_version]))
     return params
@@ -62,6 +66,16 @@ def _offline(histories: list[UserHistory], keywords: int) -> list[PreferenceReco
         s = ex.sentence(h)
         out.append(PreferenceRecord.ok(h.user_idx, s, OFFLINE_SOURCE) if s else
                    PreferenceRecord.failed(h.user_idx, OFFLINE_SOURCE, "no training interactions"))
+    return out
+
+
+def _titles(histories: list[UserHistory], keywords: int, max_title_chars: int) -> list[PreferenceRecord]:
+    ex = TitlesExtractor(keywords, max_title_chars).fit(histories)
+    out = []
+    for h in histories:
+        s = ex.sentence(h)
+        out.append(PreferenceRecord.ok(h.user_idx, s, TITLES_VERSION) if s else
+                   PreferenceRecord.failed(h.user_idx, TITLES_VERSION, "no training interactions"))
     return out
 
 
@@ -91,6 +105,19 @@ def _api(cfg: Config, histories: list[UserHistory], report: dict) -> list[Prefer
     return records
 
 
+def _provenance(cfg: Config) -> tuple[str, bool | None]:
+    """What the sentences may have seen: (label for the run and the audit's tables, leak-free or not)."""
+    p = cfg.preferences
+    if p.mode == "titles":
+        return TITLES_PROVENANCE, True
+    if p.mode in ("offline", "api"):
+        return "leak-free: training-period interactions only", True
+    if p.import_path:
+        return f"imported from {p.import_path}: not known to be training-only", None
+    return ("shipped with the data: not training-only (the Beauty/Games sentences match held-out items as often "
+            "as training items; `ulmrec audit`)"), False
+
+
 def _build(cfg: Config, run_dir: Path, out: Path) -> dict:
     p = cfg.preferences
     ds = Dataset.load(run_dir)
@@ -102,12 +129,19 @@ def _build(cfg: Config, run_dir: Path, out: Path) -> dict:
         records = _import(cfg, ds, run_dir, histories, report)
     elif p.mode == "api":
         records = _api(cfg, histories, report)
+    elif p.mode == "titles":
+        records = _titles(histories, p.offline_keywords, p.max_title_chars)
+        report["leakage_note"] = TRAIN_ONLY_NOTE
+        report["titles_note"] = ("Leak-free source for data without training-period reviews: keywords and the "
+                                 "favourite brand of the user's training titles plus their most recent training "
+                                 "title; no rating, review, validation or test item is read.")
     else:
         records = _offline(histories, p.offline_keywords)
         report["leakage_note"] = TRAIN_ONLY_NOTE
         report["offline_note"] = ("A deterministic keyword summary (tf-idf title words, favourite brand, review "
                                   "words, mean rating), not an LLM's reading: a stand-in for the paper's sentences.")
 
+    report["provenance"], report["leak_free"] = _provenance(cfg)
     failed = [r for r in records if r.status != "ok"]
     report["failure_reasons"] = dict(Counter(r.error for r in failed).most_common(10))
     if failed and p.fallback == "offline":
