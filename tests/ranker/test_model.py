@@ -34,7 +34,7 @@ def test_llama2_preset_without_local_weights_says_how_to_get_them(monkeypatch):
         resolve_model(RankerConfig(model="llama-2-7b"))
 
 
-@pytest.mark.parametrize("field, value", [("lora_r", 0), ("micro_batch_size", 32), ("lora_dropout", 1.0),
+@pytest.mark.parametrize("field, value", [("lora_r", 0), ("lora_dropout", 1.0),
                                           ("lr", 0.0), ("baseline_max_steps", -2), ("lora_targets", [])])
 def test_bad_values_are_rejected(field, value):
     with pytest.raises(ValueError, match="ranker"):

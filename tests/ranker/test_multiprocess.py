@@ -26,7 +26,7 @@ def test_accelerate_two_processes_then_ulmrec_train(tmp_path):
                  "retrieval.num_candidates=6", "tasks.max_history=3", "ranker.max_steps=4", "ranker.eval_every=2",
                  "ranker.batch_size=2", "ranker.warmup_steps=1", "ranker.num_threads=1", "ranker.max_length=512"]
     cmd = [str(launcher if launcher.exists() else shutil.which("accelerate")), "launch", "--cpu", "--num_processes",
-           "2", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "ulmrec.ranker.train",
+           "2", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "ulmrec.ranker.launch",
            *overrides]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-3000:]

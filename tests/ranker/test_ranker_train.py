@@ -21,7 +21,8 @@ INDEX = ["<a_1>", "<b_2>"]
 
 def _cfg(model_dir, **kw) -> RankerConfig:
     base = dict(model=str(model_dir), lr=3e-2, warmup_steps=1, batch_size=2, micro_batch_size=1, max_steps=12,
-                eval_every=4, eval_users=0, patience=0, lora_dropout=0.0, num_threads=1, baseline=False)
+                eval_every=4, eval_users=0, patience=0, lora_dropout=0.0, num_threads=1, baseline=False,
+                dtype="float32", eval_first=False)
     base.update(kw)
     return RankerConfig(**base)
 
@@ -31,7 +32,7 @@ def test_loss_ignores_the_prompt(tiny_llama):
     model, tok = build_ranker(_cfg(tiny_llama), INDEX, "cpu")
     s = next_item_sample(0, n=4, target=1)
     ids, labels = encode_sample(tok, s)
-    loss = response_loss(model, [(ids, labels)], tok.pad_token_id, "cpu")
+    loss = response_loss(model, encode_all(tok, [s], 1000), tok.pad_token_id, "cpu")
     logits = model(input_ids=torch.tensor([ids])).logits[0, :-1]
     target = torch.tensor(labels[1:])
     keep = target != -100
@@ -42,11 +43,69 @@ def test_loss_ignores_the_prompt(tiny_llama):
 def test_padding_does_not_change_the_loss(tiny_llama):
     model, tok = build_ranker(_cfg(tiny_llama), INDEX, "cpu")
     model.eval()
-    a = encode_sample(tok, next_item_sample(0, n=4, target=1))
-    b = encode_sample(tok, text_sample(1))
-    pair = response_loss(model, [a, b], tok.pad_token_id, "cpu")
-    alone = response_loss(model, [a], tok.pad_token_id, "cpu") + response_loss(model, [b], tok.pad_token_id, "cpu")
-    assert torch.allclose(pair, alone, atol=1e-4)
+    a, b = encode_all(tok, [next_item_sample(0, n=4, target=1), text_sample(1)], 1000)
+    for gather in (True, False):  # hidden states gathered before the LM head, or the last logits kept
+        pair = response_loss(model, [a, b], tok.pad_token_id, "cpu", gather=gather)
+        alone = (response_loss(model, [a], tok.pad_token_id, "cpu", gather=gather)
+                 + response_loss(model, [b], tok.pad_token_id, "cpu", gather=gather))
+        assert torch.allclose(pair, alone, atol=1e-4)
+
+
+def _grads(model, batch, pad, **kw):
+    model.zero_grad(set_to_none=True)
+    response_loss(model, batch, pad, "cpu", **kw).backward()
+    return {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.requires_grad and p.grad is not None}
+
+
+def test_batched_and_unbatched_gradients_agree(tiny_llama):
+    torch.manual_seed(0)
+    model, tok = build_ranker(_cfg(tiny_llama), INDEX, "cpu")
+    with torch.no_grad():  # LoRA B starts at zero: give it weight so every LoRA matrix gets a gradient
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.1)
+    samples = [next_item_sample(u, n=3 + u % 2, target=u % 3) for u in range(3)] + [text_sample(4)]
+    enc = encode_all(tok, samples, 1000)
+    together = _grads(model, enc, tok.pad_token_id)
+    apart = [_grads(model, [e], tok.pad_token_id) for e in enc]
+    assert together
+    for name, g in together.items():
+        assert torch.allclose(g, sum(a[name] for a in apart), atol=1e-5), name
+
+
+def test_listwise_loss_is_the_letters_cross_entropy(tiny_llama):
+    from ulmrec.ranker.verbalizer import encode_prompt, letter_token_ids
+
+    torch.manual_seed(0)
+    model, tok = build_ranker(_cfg(tiny_llama), INDEX, "cpu")
+    s = next_item_sample(0, n=4, target=2)
+    letters = letter_token_ids(tok, 4)
+    loss = response_loss(model, encode_all(tok, [s, text_sample(1)], 1000)[:1], tok.pad_token_id, "cpu",
+                         letter_ids=letters)
+    prompt = encode_prompt(tok, s)
+    logits = model(input_ids=torch.tensor([prompt])).logits[0, -1, letters]
+    expected = torch.nn.functional.cross_entropy(logits[None], torch.tensor([2]))
+    assert torch.allclose(loss, expected, atol=1e-5)
+    mixed = response_loss(model, encode_all(tok, [s, text_sample(1)], 1000), tok.pad_token_id, "cpu",
+                          letter_ids=letters)
+    text_only = response_loss(model, encode_all(tok, [text_sample(1)], 1000), tok.pad_token_id, "cpu")
+    assert torch.allclose(mixed, expected + text_only, atol=1e-4)  # non-ranking samples keep Eq. 7
+
+
+def test_bf16_and_fp32_scores_rank_the_candidates_the_same(tiny_llama, tmp_path):
+    samples = [next_item_sample(u, n=4, target=u % 4) for u in range(6)]
+    orders = {}
+    for dtype in ("float32", "bfloat16"):
+        torch.manual_seed(0)
+        model, tok = build_ranker(_cfg(tiny_llama, dtype=dtype), INDEX, "cpu")
+        with torch.no_grad():  # spread the letters' logits as a trained ranker does (random ones nearly tie)
+            head = model.get_base_model().get_output_embeddings()
+            head = getattr(head, "base_layer", head)
+            head.weight.mul_(20.0)
+        scores, _ = score_samples(model, tok, samples, batch_size=3, progress=False)
+        orders[dtype] = scores.argsort(1)
+        assert scores.dtype == torch.float32 or str(scores.dtype) == "float32"
+    assert (orders["float32"] == orders["bfloat16"]).all()
 
 
 def test_scores_do_not_depend_on_batching(tiny_llama):
@@ -74,13 +133,25 @@ def test_training_learns_the_answer_and_keeps_the_best(tiny_llama, tmp_path):
     losses = [e["loss"] for e in log if e["event"] == "train"]
     assert losses[-1] < losses[0]
     assert [e["step"] for e in log if e["event"] == "eval"] == [8, 16, 24]
+    assert (tmp_path / "train_curves.png").stat().st_size > 1000
     reloaded, tok2 = load_ranker(cfg, tmp_path / "adapter", "cpu")
     scores, _ = score_samples(reloaded, tok2, valid, progress=False)
     assert (ranks_from_scores(scores, valid) == 0).all()
 
 
+def test_step_zero_is_validated_and_can_be_the_best(tiny_llama, tmp_path):
+    torch.manual_seed(0)
+    cfg = _cfg(tiny_llama, max_steps=2, eval_every=2, lr=1e-9, eval_first=True)
+    model, tok = build_ranker(cfg, INDEX, "cpu")
+    valid = [next_item_sample(0, n=4, target=2)]
+    summary = train_ranker(model, tok, valid, valid, cfg, tmp_path, seed=1)
+    log = [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in log if e["event"] == "eval"] == [0, 2]
+    assert summary["best_step"] == 0  # a vanishing rate cannot beat the untuned model strictly
+
+
 def test_resume_after_interruption_matches_uninterrupted(tiny_llama, tmp_path, monkeypatch):
-    cfg = _cfg(tiny_llama, max_steps=8, eval_every=3)
+    cfg = _cfg(tiny_llama, max_steps=8, eval_every=3, lora_dropout=0.3, eval_first=True)  # dropout: masks must match
     train = [next_item_sample(u, n=4, target=u % 4) for u in range(3)] + [text_sample(4)]
     valid = [next_item_sample(0, n=4, target=0)]
 
@@ -111,6 +182,12 @@ def test_resume_after_interruption_matches_uninterrupted(tiny_llama, tmp_path, m
     model, tok = build_ranker(cfg, INDEX, "cpu")
     summary = train_ranker(model, tok, train, valid, cfg, tmp_path / "resumed", seed=3)
     assert summary["steps"] == 8
+    logs = [[json.loads(line) for line in (tmp_path / d / "train_log.jsonl").read_text().splitlines()]
+            for d in ("full", "resumed")]
+    strip = [[{k: v for k, v in e.items() if k not in ("seconds",)} for e in log] for log in logs]
+    for e in strip[0] + strip[1]:
+        e.get("valid", {}).pop("seconds", None)
+    assert strip[0] == strip[1]  # the log is continuous: nothing repeated, nothing missing
     for name, value in model.named_parameters():
         if value.requires_grad:
             assert torch.allclose(value, reference[name], atol=1e-5), (name, (value - reference[name]).abs().max())

@@ -74,10 +74,8 @@ def overall_from_rank(rank: dict[str, float], coverage: float) -> dict[str, floa
     return {k: v * coverage for k, v in rank.items()}
 
 
-def score_in_chunks(model, tok, samples, cfg: Config, device: str, parts: Path, name: str) -> tuple[np.ndarray, float]:
+def score_in_chunks(ranker, samples, cfg: Config, parts: Path, name: str) -> tuple[np.ndarray, float]:
     """Scores of all samples, ``chunk_users`` at a time, each chunk saved under ``parts`` (resumable)."""
-    from ulmrec.ranker.predict import score_samples
-
     parts.mkdir(parents=True, exist_ok=True)
     step = cfg.evaluate.chunk_users
     chunks, seconds = [], 0.0
@@ -88,8 +86,8 @@ def score_in_chunks(model, tok, samples, cfg: Config, device: str, parts: Path, 
             chunks.append(np.load(npy, allow_pickle=False))
             seconds += json.loads(meta.read_text())["seconds"]
             continue
-        scores, sec = score_samples(model, tok, samples[start:start + step], cfg.ranker.score_batch_size, device,
-                                    desc=f"{name} {start + 1}-{min(start + step, len(samples))}/{len(samples)}")
+        scores, sec = ranker.score(samples[start:start + step],
+                                   desc=f"{name} {start + 1}-{min(start + step, len(samples))}/{len(samples)}")
         with open(npy.with_suffix(".tmp.npy"), "wb") as f:
             np.save(f, scores, allow_pickle=False)
         npy.with_suffix(".tmp.npy").replace(npy)
@@ -104,17 +102,12 @@ def score_in_chunks(model, tok, samples, cfg: Config, device: str, parts: Path, 
 def _build(cfg: Config, run_dir: Path, out: Path) -> dict:
     import dataclasses
 
-    import torch
-
     from ulmrec.data.dataset import Dataset
-    from ulmrec.ranker.model import load_ranker, load_tokenizer, resolve_model
+    from ulmrec.ranker.engine import Ranker, base_title_cutter, load_identities
     from ulmrec.ranker.predict import ranks_from_scores
-    from ulmrec.ranker.stage import load_identities, title_cutter
     from ulmrec.tasks import build_eval_samples
     from ulmrec.utils import resolve_device
 
-    if cfg.ranker.num_threads:
-        torch.set_num_threads(cfg.ranker.num_threads)
     run_dir = Path(run_dir)
     device = resolve_device(cfg.device)
     ks = list(cfg.evaluate.ks)
@@ -124,8 +117,7 @@ def _build(cfg: Config, run_dir: Path, out: Path) -> dict:
     all_ranks = retriever_ranks(cands, n)
     coverage = float((all_ranks >= 0).mean()) if len(all_ranks) else float("nan")
     identities = load_identities(cfg, ds, run_dir)
-    path, _ = resolve_model(cfg.ranker)
-    cut = title_cutter(load_tokenizer(path), cfg.ranker.max_title_tokens)
+    cut = base_title_cutter(cfg.ranker)
 
     results: dict[str, dict] = {}
     per_user: pd.DataFrame | None = None
@@ -134,10 +126,10 @@ def _build(cfg: Config, run_dir: Path, out: Path) -> dict:
         samples = build_eval_samples(ds, "test", cands, tasks, identities={} if prompt == "no_index" else identities,
                                      title_fn=cut, prompt=prompt, max_users=cfg.evaluate.max_users, seed=cfg.seed)
         t0 = time.perf_counter()
-        model, tok = load_ranker(cfg.ranker, adapter, device)
+        ranker = Ranker.load(cfg.ranker, adapter, device)
         load_s = time.perf_counter() - t0
-        scores, seconds = score_in_chunks(model, tok, samples, cfg, device, out / "parts", name)
-        del model
+        scores, seconds = score_in_chunks(ranker, samples, cfg, out / "parts", name)
+        del ranker
         ranks = ranks_from_scores(scores, samples)
         users = np.array([s.user_idx for s in samples], dtype=np.int64)
         if per_user is None:

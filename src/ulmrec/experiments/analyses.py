@@ -36,17 +36,10 @@ def overlap(generated: str, reference: str) -> float:
 
 
 def _load_full_model(cfg: Config, run_dir: Path):
-    import torch
+    """The trained ULMRec ranker of ``run_dir`` (:class:`ulmrec.ranker.engine.Ranker`)."""
+    from ulmrec.ranker.engine import Ranker
 
-    from ulmrec.ranker.model import load_ranker
-    from ulmrec.utils import resolve_device
-
-    if cfg.ranker.num_threads:
-        torch.set_num_threads(cfg.ranker.num_threads)
-    device = resolve_device(cfg.device)
-    model, tok = load_ranker(cfg.ranker, Path(run_dir) / "ranker" / "adapter", device)
-    model.eval()
-    return model, tok, device
+    return Ranker.load(cfg.ranker, Path(run_dir) / "ranker" / "adapter", cfg.device)
 
 
 def case_users(cfg: Config, run_dir: Path, n: int, seed: int) -> list[int]:
@@ -77,7 +70,8 @@ def case_study(cfg: Config, run_dir: Path, users: list[int], max_new_tokens: int
 
     ds = Dataset.load(run_dir)
     ids, prefs = load_identities("index", ds, run_dir), load_preferences(ds, run_dir)
-    model, tok, device = _load_full_model(cfg, run_dir)
+    ranker = _load_full_model(cfg, run_dir)
+    model, tok, device = ranker.model, ranker.tokenizer, ranker.device
     rows = []
     for u in users:
         tokens = ids[u].split()
@@ -103,9 +97,7 @@ def inference_time(cfg: Config, run_dir: Path, n_users: int, seed: int) -> dict[
     import pandas as pd
 
     from ulmrec.data.dataset import Dataset
-    from ulmrec.ranker.model import resolve_model
-    from ulmrec.ranker.predict import score_samples
-    from ulmrec.ranker.stage import load_identities, title_cutter
+    from ulmrec.ranker.engine import base_title_cutter, load_identities
     from ulmrec.ranker.verbalizer import encode_prompt
     from ulmrec.tasks import build_eval_samples
 
@@ -113,22 +105,20 @@ def inference_time(cfg: Config, run_dir: Path, n_users: int, seed: int) -> dict[
     cands = pd.read_parquet(Path(run_dir) / "retrieval" / "candidates_test.parquet")
     identities = load_identities(cfg, ds, Path(run_dir))
     t0 = time.perf_counter()
-    model, tok, device = _load_full_model(cfg, run_dir)
+    ranker = _load_full_model(cfg, run_dir)
     load_s = time.perf_counter() - t0
-    from ulmrec.ranker.model import load_tokenizer
-
-    cut = title_cutter(load_tokenizer(resolve_model(cfg.ranker)[0]), cfg.ranker.max_title_tokens)
-    out: dict[str, Any] = {"load_seconds": round(load_s, 2), "device": device, "threads": cfg.ranker.num_threads,
+    cut = base_title_cutter(cfg.ranker)
+    out: dict[str, Any] = {"load_seconds": round(load_s, 2), "device": ranker.device, "threads": cfg.ranker.num_threads,
                            "loadavg_before": os.getloadavg()[0], "prompts": {}}
     for prompt in ("full", "no_history"):
         samples = build_eval_samples(ds, "test", cands, cfg.tasks, identities=identities, title_fn=cut, prompt=prompt,
                                      max_users=n_users, seed=seed)
-        score_samples(model, tok, samples[:1], 1, device, progress=False)  # warm-up
+        ranker.score(samples[:1], batch_size=1, progress=False)  # warm-up
         per_user = []
         for s in samples:
-            _, sec = score_samples(model, tok, [s], 1, device, progress=False)
+            _, sec = ranker.score([s], batch_size=1, progress=False)
             per_user.append(sec)
-        lengths = [len(encode_prompt(tok, s)) for s in samples]
+        lengths = [len(encode_prompt(ranker.tokenizer, s)) for s in samples]
         out["prompts"][prompt] = {"users": len(samples), "mean_seconds": float(np.mean(per_user)),
                                   "std_seconds": float(np.std(per_user, ddof=1)) if len(per_user) > 1 else float("nan"),
                                   "median_seconds": float(np.median(per_user)),

@@ -39,6 +39,10 @@ class RankerConfig:
     """(float) Dropout on the LoRA input."""
     lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
     """(list[str]) Module names that receive LoRA adapters."""
+    lora_layers: int = 0
+    """(int) LoRA only in the top this many decoder layers (0 = all, the paper). The backward pass then stops
+    below them, except when index-token rows are trained (ULMRec with index_tokens=added): their gradient
+    must reach the input embedding, so it runs through the frozen lower layers (activation gradients only)."""
     lr: float = 1e-4
     """(float) AdamW learning rate (linear warm-up, then linear decay to 0)."""
     weight_decay: float = 0.0
@@ -47,8 +51,10 @@ class RankerConfig:
     """(int) Linear warm-up steps (capped at a tenth of the step budget)."""
     batch_size: int = 16
     """(int) Samples per optimisation step (LlamaRec: 12-16)."""
-    micro_batch_size: int = 1
-    """(int) Samples per forward pass (gradient accumulation fills batch_size); 1 avoids padding on CPU."""
+    micro_batch_size: int = 4
+    """(int) Samples per forward pass (gradient accumulation fills batch_size). A step's samples are sorted by
+    length before they are cut into micro-batches, so padding stays small; only the response positions'
+    hidden states go through the LM head."""
     epochs: float = 1.0
     """(float) Passes over the training samples when max_steps is 0 (paper: 1)."""
     max_steps: int = 0
@@ -59,6 +65,8 @@ class RankerConfig:
     """(int) Validate (and checkpoint) every this many steps, and at the end."""
     eval_users: int = 200
     """(int) Size of the fixed validation subset (users whose validation target was retrieved); 0 = all."""
+    eval_first: bool = True
+    """(bool) Also validate before the first step, so the untuned model (step 0) can be the selected one."""
     patience: int = 20
     """(int) Stop after this many validations without a better NDCG@10 (0 = never stop early)."""
     grad_clip: float = 1.0
@@ -76,7 +84,12 @@ class RankerConfig:
     baseline_max_steps: int = -1
     """(int) Step budget of the LlamaRec-style adapter (-1 = same as max_steps; 0 = one epoch of its samples)."""
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    """(str) Weights' dtype: 'auto' = float32 on CPU, bfloat16 on CUDA."""
+    """(str) The frozen base weights' dtype, for training and scoring: 'auto' = bfloat16 on CUDA and on CPUs
+    with native bf16 (AVX512-BF16/AMX), float32 elsewhere. LoRA and index-token rows stay float32."""
+    next_item_loss: Literal["lm", "listwise"] = "lm"
+    """(str) Loss of the ranking samples (next_item, intent): 'lm' = the paper's Eq. 7, cross-entropy over the
+    whole vocabulary on every response token (the letter and the end-of-text); 'listwise' = cross-entropy
+    over the candidate letters' logits at the answer position only (what the verbalizer reads)."""
     num_threads: int = 2
     """(int) torch CPU threads (0 = leave torch's default)."""
     local_files_only: bool = True
@@ -89,14 +102,13 @@ class RankerConfig:
                      "max_length", "score_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"ranker.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("warmup_steps", "max_steps", "max_train_samples", "eval_users", "patience", "num_threads"):
+        for name in ("warmup_steps", "max_steps", "max_train_samples", "eval_users", "patience", "num_threads",
+                     "lora_layers"):
             if getattr(self, name) < 0:
                 raise ValueError(f"ranker.{name} must be >= 0, got {getattr(self, name)}")
         if self.baseline_max_steps < -1:
             raise ValueError(f"ranker.baseline_max_steps must be -1, 0 or a step count, got {self.baseline_max_steps}")
-        if self.micro_batch_size > self.batch_size:
-            raise ValueError(f"ranker.micro_batch_size ({self.micro_batch_size}) must not exceed "
-                             f"ranker.batch_size ({self.batch_size})")
+        self.micro_batch_size = min(self.micro_batch_size, self.batch_size)
         if not 0.0 <= self.lora_dropout < 1.0:
             raise ValueError(f"ranker.lora_dropout must be in [0, 1), got {self.lora_dropout}")
         if self.lr <= 0 or self.weight_decay < 0 or self.grad_clip < 0 or self.epochs <= 0:

@@ -1,7 +1,9 @@
 """Scoring candidates with a trained ranker (paper 4.3, inference): one forward pass per prompt.
 
-Prompts are left-padded (explicit position ids, so padding never shifts positions) and only the last
-position's logits are computed; the verbalizer turns them into scores for all lettered candidates at once.
+Prompts are tokenized in bulk, sorted by length and left-padded into batches (explicit position ids, so
+padding never shifts positions). Only the decoder runs over the prompt; the LM head is applied to the last
+position's hidden state for the candidate letters' rows alone, in float32, so a bf16 model does not round the
+letters' logits into ties and the (positions x vocabulary) projection is never computed.
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ulmrec.evaluation.metrics import metrics_from_ranks, target_rank
-from ulmrec.ranker.verbalizer import encode_prompt, letter_scores, letter_token_ids
+from ulmrec.evaluation.metrics import target_rank
+from ulmrec.ranker.verbalizer import encode_prompts, letter_token_ids
 from ulmrec.tasks.base import Sample
 
 
@@ -28,42 +30,75 @@ def _left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.T
     return ids, mask
 
 
+def lm_parts(model):
+    """``(decoder, lm_head)`` of a causal LM, PEFT-wrapped or not (LoRA layers live inside the decoder)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return base.get_decoder(), base.get_output_embeddings()
+
+
+def output_rows(lm_head, ids: Sequence[int]) -> torch.Tensor:
+    """Rows ``ids`` of the LM head's weight as float32 (through a PEFT trainable-tokens wrapper, whose delta
+    rows only ever concern added index tokens, never the answer letters)."""
+    weight = getattr(lm_head, "base_layer", lm_head).weight
+    return weight[torch.as_tensor(list(ids), device=weight.device)].float()
+
+
+@torch.no_grad()
+def last_hidden(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """(B, T) left-padded prompts -> (B, H) final hidden state at the last position (the answer position)."""
+    decoder, _ = lm_parts(model)
+    position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+    out = decoder(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
+    return out.last_hidden_state[:, -1, :]
+
+
 @torch.no_grad()
 def answer_logits(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """(B, T) left-padded prompts -> (B, V) logits at the last position (the answer position)."""
-    position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                logits_to_keep=1, use_cache=False)
-    return out.logits[:, -1, :]
+    """(B, T) left-padded prompts -> (B, V) logits at the last position (every vocabulary entry)."""
+    _, head = lm_parts(model)
+    return head(last_hidden(model, input_ids, attention_mask)).float()
 
 
 @torch.no_grad()
+def score_encoded(model, encoded: list[list[int]], counts: list[int], letters: list[int], pad_id: int,
+                  batch_size: int = 4, device: str = "cpu", progress: bool = True, desc: str = "scoring") -> np.ndarray:
+    """Letter scores ``(N, C)`` of already tokenized prompts (-inf past a sample's ``counts`` candidates)."""
+    out = np.full((len(encoded), len(letters)), -np.inf, dtype=np.float32)
+    if not encoded:
+        return out
+    _, head = lm_parts(model)
+    rows = output_rows(head, letters).to(device)  # (C, H)
+    cols = torch.arange(len(letters))[None, :]
+    order = np.argsort([-len(e) for e in encoded], kind="stable")  # longest first: memory peaks at once
+    was_training = model.training
+    model.eval()
+    bar = tqdm(total=len(encoded), desc=desc, disable=not progress, leave=False)
+    for start in range(0, len(encoded), batch_size):
+        idx = order[start:start + batch_size]
+        ids, mask = _left_pad([encoded[i] for i in idx], pad_id)
+        h = last_hidden(model, ids.to(device), mask.to(device)).float()  # (b, H)
+        scores = (h @ rows.T).cpu()  # (b, C)
+        n = torch.as_tensor([counts[i] for i in idx])[:, None]
+        out[idx] = scores.masked_fill(cols >= n, float("-inf")).numpy()
+        bar.update(len(idx))
+    bar.close()
+    model.train(was_training)
+    return out
+
+
 def score_samples(model, tokenizer, samples: Sequence[Sample], batch_size: int = 4, device: str = "cpu",
-                  progress: bool = True, desc: str = "scoring") -> tuple[np.ndarray, float]:
+                  progress: bool = True, desc: str = "scoring",
+                  encoded: list[list[int]] | None = None) -> tuple[np.ndarray, float]:
     """Scores ``(N, C)`` for the lettered candidates of each sample (-inf past a sample's candidates), and the
-    wall-clock seconds spent (tokenizing included)."""
+    wall-clock seconds spent (tokenizing included unless ``encoded`` prompts are given)."""
     t0 = time.perf_counter()
     if not samples:
         return np.zeros((0, 0), dtype=np.float32), 0.0
     counts = [len(s.candidates or []) for s in samples]
-    width = max(counts)
-    letters = letter_token_ids(tokenizer, width)
-    encoded = [encode_prompt(tokenizer, s) for s in samples]
-    order = np.argsort([len(e) for e in encoded], kind="stable")  # similar lengths share a batch
-    out = np.full((len(samples), width), -np.inf, dtype=np.float32)
-    was_training = model.training
-    model.eval()
+    letters = letter_token_ids(tokenizer, max(counts))
+    encoded = encode_prompts(tokenizer, samples) if encoded is None else encoded
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    bar = tqdm(total=len(samples), desc=desc, disable=not progress, leave=False)
-    for start in range(0, len(samples), batch_size):
-        idx = order[start:start + batch_size]
-        ids, mask = _left_pad([encoded[i] for i in idx], pad)
-        logits = answer_logits(model, ids.to(device), mask.to(device))
-        scores = letter_scores(logits, letters, [counts[i] for i in idx])
-        out[idx] = scores.cpu().numpy()
-        bar.update(len(idx))
-    bar.close()
-    model.train(was_training)
+    out = score_encoded(model, encoded, counts, letters, pad, batch_size, device, progress, desc)
     return out, time.perf_counter() - t0
 
 
@@ -73,11 +108,3 @@ def ranks_from_scores(scores: np.ndarray, samples: Sequence[Sample]) -> np.ndarr
     valid = np.isfinite(scores)
     safe = np.where(valid, scores, np.finfo(np.float32).min)
     return target_rank(safe, target, valid).numpy()
-
-
-def evaluate_samples(model, tokenizer, samples: Sequence[Sample], batch_size: int = 4, device: str = "cpu",
-                     ks: Sequence[int] = (5, 10), progress: bool = True) -> dict:
-    """Rank metrics of the verbalizer's order on ``samples`` (all with their target among the candidates)."""
-    scores, seconds = score_samples(model, tokenizer, samples, batch_size, device, progress, desc="validating")
-    ranks = ranks_from_scores(scores, samples)
-    return {**metrics_from_ranks(ranks, ks), "users": len(samples), "seconds": round(seconds, 3)}

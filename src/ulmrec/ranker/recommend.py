@@ -22,7 +22,7 @@ from ulmrec.errors import ConfigError
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--user", required=True, help="the user's original id (e.g. a reviewerID) or user_idx")
-    parser.add_argument("--top", type=int, default=10, help="how many titles to print (default 10)")
+    parser.add_argument("--top", default="10", help="how many titles to print, a whole number >= 1 (default 10)")
     parser.add_argument("--baseline", action="store_true", help="rank with the LlamaRec-style adapter instead")
     parser.add_argument("-c", "--config", action="append", default=[], metavar="PRESET_OR_YAML",
                         help="preset name or YAML file of the run (repeatable)")
@@ -34,28 +34,21 @@ def find_user(ds, user: str) -> int:
     hit = np.flatnonzero(ids == user)
     if len(hit):
         return int(ds.users["user_idx"].to_numpy()[hit[0]])
-    if user.isdigit() and int(user) < ds.num_users:
+    if user.isascii() and user.isdigit() and int(user) < ds.num_users:  # ASCII only: int('١٢') is 12
         return int(user)
     raise ConfigError(f"no user {user!r} (neither an original user id nor a user_idx below {ds.num_users})")
 
 
 def recommend(cfg, user: str, top: int = 10, baseline: bool = False) -> pd.DataFrame:
     """Ranked candidates of one user: rank, item_idx, title, score, held_out (the test item)."""
-    import torch
-
     from ulmrec.data.dataset import Dataset
-    from ulmrec.ranker.model import load_ranker, load_tokenizer, resolve_model
-    from ulmrec.ranker.predict import score_samples
-    from ulmrec.ranker.stage import load_identities, title_cutter
+    from ulmrec.ranker.engine import Ranker, base_title_cutter, load_identities
     from ulmrec.tasks import build_eval_samples
-    from ulmrec.utils import resolve_device
 
     run_dir = Path(cfg.run_dir)
     adapter = run_dir / "ranker" / ("llamarec/adapter" if baseline else "adapter")
     if not (adapter / "adapter_config.json").exists():
         raise ConfigError(f"no trained ranker in {adapter}; run `ulmrec train` (or `ulmrec run`) for this run_dir")
-    if cfg.ranker.num_threads:
-        torch.set_num_threads(cfg.ranker.num_threads)
     ds = Dataset.load(run_dir)
     u = find_user(ds, str(user))
     cands = pd.read_parquet(run_dir / "retrieval" / "candidates_test.parquet")
@@ -69,16 +62,14 @@ def recommend(cfg, user: str, top: int = 10, baseline: bool = False) -> pd.DataF
     shown = row.assign(candidates=[items], target=[test_item if test_item in items else items[0]])
     prompt = "no_index" if baseline else cfg.tasks.prompt
     tasks = dataclasses.replace(cfg.tasks, prompt=prompt)
-    device = resolve_device(cfg.device)
-    path, _ = resolve_model(cfg.ranker)
-    cut = title_cutter(load_tokenizer(path), cfg.ranker.max_title_tokens)
+    cut = base_title_cutter(cfg.ranker)
     identities = {} if baseline else load_identities(cfg, ds, run_dir)
     truth = ds.test_targets().copy()
     truth[u] = int(shown["target"].iloc[0])
     ds_view = _with_test_target(ds, u, truth[u])
     sample = build_eval_samples(ds_view, "test", shown, tasks, identities=identities, title_fn=cut, prompt=prompt)[0]
-    model, tok = load_ranker(cfg.ranker, adapter, device)
-    scores, _ = score_samples(model, tok, [sample], 1, device, progress=False)
+    ranker = Ranker.load(cfg.ranker, adapter, cfg.device)
+    scores, _ = ranker.score([sample], batch_size=1, progress=False)
     order = np.argsort(-scores[0][:len(items)], kind="stable")[:top]
     return pd.DataFrame({"rank": np.arange(1, len(order) + 1), "item_idx": [items[i] for i in order],
                          "title": [ds.titles[items[i]] for i in order], "score": scores[0][order],
@@ -98,8 +89,11 @@ def _with_test_target(ds, u: int, item: int):
 def main(args: argparse.Namespace) -> int:
     from ulmrec.config import load_config
 
+    top = str(args.top).strip()
+    if not (top.isascii() and top.isdigit() and int(top) >= 1):
+        raise ConfigError(f"--top must be a whole number >= 1, got {args.top!r}")
     cfg = load_config(args.config, args.overrides)
-    table = recommend(cfg, args.user, args.top, args.baseline)
+    table = recommend(cfg, args.user, int(top), args.baseline)
     for r in table.itertuples():
         mark = "  <- held-out test item" if r.held_out else ""
         print(f"{r.rank:>3}. {r.title}  (item {r.item_idx}, score {r.score:.3f}){mark}")

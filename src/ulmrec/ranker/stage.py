@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import re
 import shutil
 from pathlib import Path
 
@@ -18,38 +17,11 @@ from ulmrec.config import Config
 from ulmrec.errors import ConfigError
 from ulmrec.io import write_json
 from ulmrec.pipeline import Stage
+from ulmrec.ranker.engine import Ranker, baseline_tasks, index_tokens_of, load_identities, set_threads, title_cutter
 
 log = logging.getLogger("ulmrec")
 
 BASELINE_DIR = "llamarec"
-INDEX_TOKEN = re.compile(r"<[^<>\s]+>")
-
-
-# ----------------------------------------------------------------------------------------- shared helpers
-def baseline_tasks(cfg: Config):
-    """The LlamaRec-style ranker's tasks: next-item prediction only, without the user index."""
-    return dataclasses.replace(cfg.tasks, enabled=["next_item"], prompt="no_index")
-
-
-def title_cutter(tokenizer, max_tokens: int):
-    """Cut a title to its first ``max_tokens`` tokens (LlamaRec: 32), as text."""
-
-    def cut(title: str) -> str:
-        ids = tokenizer(title, add_special_tokens=False)["input_ids"]
-        return title if len(ids) <= max_tokens else tokenizer.decode(ids[:max_tokens]).strip()
-
-    return cut
-
-
-def index_tokens_of(identities: dict[int, str]) -> list[str]:
-    """The distinct ``<...>`` tokens of the identity strings (nothing for numeric or original ids)."""
-    return sorted({t for s in identities.values() for t in INDEX_TOKEN.findall(s)})
-
-
-def load_identities(cfg: Config, ds, run_dir: Path) -> dict[int, str]:
-    from ulmrec.tasks import load_identities as load
-
-    return load(cfg.tasks.identity, ds, run_dir)
 
 
 def check_settings(cfg: Config) -> str:
@@ -130,8 +102,8 @@ def _count_tasks(samples) -> dict[str, int]:
 
 def train_one(cfg: Config, run_dir: Path, out: Path, baseline: bool) -> dict:
     """Build samples, check lengths, train one adapter into ``out``."""
-    from ulmrec.ranker.model import build_ranker, load_tokenizer, resolve_model
-    from ulmrec.ranker.train import check_prompt_lengths, train_ranker
+    from ulmrec.ranker.model import load_tokenizer, resolve_model
+    from ulmrec.ranker.train import check_prompt_lengths
     from ulmrec.utils import resolve_device, seed_everything
 
     name = "LlamaRec-style" if baseline else "ULMRec"
@@ -141,24 +113,21 @@ def train_one(cfg: Config, run_dir: Path, out: Path, baseline: bool) -> dict:
     train, valid, report, identities = build_samples(cfg, run_dir, probe, baseline)
     tokens = [] if baseline else index_tokens_of(identities)
     seed_everything(cfg.seed)
-    model, tok = build_ranker(cfg.ranker, tokens, device)
-    longest = check_prompt_lengths(tok, valid, cfg.ranker.max_length, "validation")
+    ranker = Ranker.build(cfg.ranker, tokens, device)
+    longest = check_prompt_lengths(ranker.tokenizer, valid, cfg.ranker.max_length, "validation")
     report.update(index_tokens_added=len(tokens) if cfg.ranker.index_tokens == "added" else 0,
                   longest_valid_prompt=longest)
     write_json(out / "tasks_report.json", report)
     steps = None
     if baseline and cfg.ranker.baseline_max_steps >= 0:
         steps = cfg.ranker.baseline_max_steps
-    summary = train_ranker(model, tok, train, valid, cfg.ranker, out, seed=cfg.seed, max_steps=steps, name=name)
+    summary = ranker.train(train, valid, out, seed=cfg.seed, max_steps=steps, name=name)
     summary["tasks"] = report["used_samples"]
     return summary
 
 
 def _build(cfg: Config, run_dir: Path, out: Path) -> dict:
-    import torch
-
-    if cfg.ranker.num_threads:
-        torch.set_num_threads(cfg.ranker.num_threads)
+    set_threads(cfg.ranker)
     check_settings(cfg)
     summary = {"ulmrec": train_one(cfg, Path(run_dir), out, baseline=False)}
     if cfg.ranker.baseline:

@@ -5,11 +5,13 @@ subset, the adapter with the best NDCG@10 is kept in ``<out>/adapter`` and a che
 step) in ``<out>/checkpoint``, from which an interrupted run resumes exactly (the sample order is a pure
 function of the seed and the step). Early stopping after ``patience`` validations without improvement.
 
-Several GPUs: the loop runs under ``accelerate`` (each process takes a share of every batch, gradients are
-averaged; validation is sharded and gathered; the main process writes files)::
+Speed (docs/ranker.md, benchmarks/results/ranker_speed.md): samples are tokenized once in bulk; a step's
+samples are sorted by length into micro-batches; only the hidden states that predict response tokens go
+through the LM head; the base weights may be bf16 (trainable parameters stay float32); LoRA may sit in the
+top layers only. Dropout masks are seeded from (seed, step), so resuming is exact.
 
-    accelerate launch --multi_gpu --num_processes 4 -m ulmrec.ranker.train -c beauty run_dir=runs/beauty
-    ulmrec train -c beauty run_dir=runs/beauty      # finds the finished checkpoint and completes the stage
+Several GPUs: the loop runs under ``accelerate`` (each process takes a share of every batch, gradients are
+averaged; validation is sharded and gathered; the main process writes files); see :mod:`ulmrec.ranker.launch`.
 """
 
 from __future__ import annotations
@@ -30,8 +32,8 @@ from ulmrec.evaluation.metrics import metrics_from_ranks
 from ulmrec.io import read_json, write_json
 from ulmrec.ranker.config import RankerConfig
 from ulmrec.ranker.model import save_adapter
-from ulmrec.ranker.predict import ranks_from_scores, score_samples
-from ulmrec.ranker.verbalizer import IGNORE, encode_prompt, encode_sample
+from ulmrec.ranker.predict import lm_parts, ranks_from_scores, score_encoded
+from ulmrec.ranker.verbalizer import IGNORE, encode_prompts, encode_samples, letter_token_ids
 from ulmrec.tasks.base import Sample
 
 log = logging.getLogger("ulmrec")
@@ -52,17 +54,31 @@ class TrainState:
     stop_reason: str = ""
     train_seconds: float = 0.0
     evals: list[dict] = field(default_factory=list)
+    running: list[float] = field(default_factory=list)
+    """Step losses since the last logged training entry (kept so a resumed run logs the same means)."""
 
 
 # ----------------------------------------------------------------------------------------- encoding
-def encode_all(tokenizer, samples: list[Sample], max_length: int, what: str = "training") -> list[tuple[list[int], list[int]]]:
-    """Tokenize every sample; a sample longer than ``max_length`` tokens is a ConfigError (before training)."""
+@dataclass
+class Encoded:
+    """A tokenized training sample: ``ids`` and ``labels`` (-100 over the prompt), and for a ranking sample
+    (next_item, intent) the number of lettered candidates and the target's letter position (else 0 / -1)."""
+
+    ids: list[int]
+    labels: list[int]
+    n_candidates: int = 0
+    target: int = -1
+
+
+def encode_all(tokenizer, samples: list[Sample], max_length: int, what: str = "training") -> list[Encoded]:
+    """Tokenize every sample in bulk; a sample longer than ``max_length`` tokens is a ConfigError (before
+    training)."""
     encoded, too_long = [], []
-    for s in samples:
-        ids, labels = encode_sample(tokenizer, s)
+    for s, (ids, labels) in zip(samples, encode_samples(tokenizer, samples), strict=True):
         if len(ids) > max_length:
             too_long.append((len(ids), s.task, s.user_idx))
-        encoded.append((ids, labels))
+        ranking = s.candidates is not None and s.target is not None
+        encoded.append(Encoded(ids, labels, len(s.candidates) if ranking else 0, int(s.target) if ranking else -1))
     if too_long:
         worst = max(too_long)
         raise ConfigError(f"{len(too_long)} {what} sample(s) are longer than ranker.max_length={max_length} tokens "
@@ -75,8 +91,8 @@ def encode_all(tokenizer, samples: list[Sample], max_length: int, what: str = "t
 def check_prompt_lengths(tokenizer, samples: list[Sample], max_length: int, what: str) -> int:
     """The longest prompt of ``samples`` (tokens); longer than ``max_length`` is a ConfigError."""
     longest = 0
-    for s in samples:
-        n = len(encode_prompt(tokenizer, s))
+    for s, ids in zip(samples, encode_prompts(tokenizer, samples), strict=True):
+        n = len(ids)
         if n > max_length:
             raise ConfigError(f"a {what} prompt (task {s.task}, user {s.user_idx}) has {n} tokens, more than "
                               f"ranker.max_length={max_length}; lower ranker.max_title_tokens or tasks.max_history")
@@ -98,35 +114,89 @@ def total_steps(cfg: RankerConfig, n_samples: int, max_steps: int | None = None)
     return max(1, math.ceil(cfg.epochs * n_samples / cfg.batch_size))
 
 
-def _pad_right(batch: list[tuple[list[int], list[int]]], pad_id: int):
-    width = max(len(ids) for ids, _ in batch)
+def micro_batches(encoded: list[Encoded], indices, size: int) -> list[list[int]]:
+    """A step's sample indices sorted by length (stable) and cut into micro-batches of ``size``: samples of
+    similar length share a forward pass, so little is padded. The step's gradient does not depend on the cut."""
+    idx = sorted((int(i) for i in indices), key=lambda i: len(encoded[i].ids))
+    return [idx[k:k + size] for k in range(0, len(idx), size)]
+
+
+def _pad_right(batch: list[Encoded], pad_id: int):
+    width = max(len(e.ids) for e in batch)
     ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
     labels = torch.full((len(batch), width), IGNORE, dtype=torch.long)
     mask = torch.zeros((len(batch), width), dtype=torch.long)
-    for i, (x, y) in enumerate(batch):
-        ids[i, :len(x)] = torch.as_tensor(x)
-        labels[i, :len(y)] = torch.as_tensor(y)
-        mask[i, :len(x)] = 1
+    for i, e in enumerate(batch):
+        ids[i, :len(e.ids)] = torch.as_tensor(e.ids)
+        labels[i, :len(e.labels)] = torch.as_tensor(e.labels)
+        mask[i, :len(e.ids)] = 1
     return ids, labels, mask
 
 
-def response_loss(model, batch: list[tuple[list[int], list[int]]], pad_id: int, device) -> torch.Tensor:
+def response_loss(model, batch: list[Encoded], pad_id: int, device, letter_ids: list[int] | None = None,
+                  gather: bool = True) -> torch.Tensor:
     """Sum over samples of each sample's mean cross-entropy on its response tokens (Eq. 7).
 
-    Only the last positions that hold response tokens go through the LM head (``logits_to_keep``), which
-    spares the (T x vocabulary) projection of the prompt.
+    ``gather``: the decoder's hidden states are gathered at the positions that predict a response token and
+    only those rows go through the LM head, so padded and prompt positions are never projected onto the
+    vocabulary. (Under a multi-process ``accelerate`` run the wrapped model's own forward is needed for the
+    gradient all-reduce, so there ``gather=False`` keeps the last ``logits_to_keep`` positions instead.)
+    ``letter_ids``: list-wise loss for ranking samples, a cross-entropy over their candidate letters' logits
+    at the answer position (``ranker.next_item_loss=listwise``); other samples keep Eq. 7.
     """
     ids, labels, mask = _pad_right(batch, pad_id)
     ids, labels, mask = ids.to(device), labels.to(device), mask.to(device)
-    first = int((labels != IGNORE).float().argmax(1).min())  # earliest supervised position in the batch
-    keep = ids.shape[1] - first + 1
-    logits = model(input_ids=ids, attention_mask=mask, logits_to_keep=keep, use_cache=False).logits  # (B, keep, V)
-    target = labels[:, -keep + 1:] if keep > 1 else labels[:, :0]  # token t+1 predicted at position t
-    logits = logits[:, :-1, :]
-    per_tok = torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), target, ignore_index=IGNORE,
-                                                reduction="none")  # (B, keep-1)
-    n_tok = (target != IGNORE).sum(1).clamp(min=1)
-    return (per_tok.sum(1) / n_tok).sum()
+    target = labels[:, 1:]  # token t+1 is predicted at position t
+    listwise = torch.tensor([letter_ids is not None and e.n_candidates > 0 for e in batch], device=device)
+    if listwise.any():  # only the answer position (the first response token's predictor) counts
+        first = (target != IGNORE).int().argmax(1)
+        cols = torch.arange(target.shape[1], device=device)[None, :]
+        target = target.masked_fill(listwise[:, None] & (cols != first[:, None]), IGNORE)
+    sel = target != IGNORE  # (B, T-1)
+    if gather:
+        decoder, head = lm_parts(model)
+        hidden = decoder(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state[:, :-1]
+        picked = hidden[sel]  # (N, H), row-major: samples in order, positions within
+    else:
+        first = int(sel.float().argmax(1).min())
+        keep = sel.shape[1] - first
+        logits = model(input_ids=ids, attention_mask=mask, logits_to_keep=keep + 1, use_cache=False).logits
+        picked_logits = logits[:, :-1][sel[:, -keep:]] if keep else logits[:, :0].reshape(0, logits.shape[-1])
+        sel = sel[:, -keep:] if keep else sel[:, :0]
+        target = target[:, -keep:] if keep else target[:, :0]
+    rows = sel.nonzero()[:, 0]  # sample of each picked row
+    y = target[sel]
+    is_list = listwise[rows]
+    per_tok = torch.zeros(len(y), device=device, dtype=torch.float32)
+    if gather:
+        if (~is_list).any():
+            per_tok[~is_list] = torch.nn.functional.cross_entropy(head(picked[~is_list]).float(), y[~is_list],
+                                                                  reduction="none")
+        if is_list.any():
+            letters = torch.as_tensor(letter_ids, device=device)
+            logits_l = head(picked[is_list]).float().index_select(1, letters)  # (n, C)
+            per_tok[is_list] = _listwise(logits_l, y[is_list], letters, batch, rows[is_list])
+    else:
+        if (~is_list).any():
+            per_tok[~is_list] = torch.nn.functional.cross_entropy(picked_logits[~is_list].float(), y[~is_list],
+                                                                  reduction="none")
+        if is_list.any():
+            letters = torch.as_tensor(letter_ids, device=device)
+            logits_l = picked_logits[is_list].float().index_select(1, letters)
+            per_tok[is_list] = _listwise(logits_l, y[is_list], letters, batch, rows[is_list])
+    sums = torch.zeros(len(batch), device=device).index_add(0, rows, per_tok)
+    n_tok = sel.sum(1).clamp(min=1)
+    return (sums / n_tok).sum()
+
+
+def _listwise(logits: torch.Tensor, y: torch.Tensor, letters: torch.Tensor, batch: list[Encoded],
+              rows: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy over each ranking sample's own candidate letters (columns past its count masked)."""
+    n = torch.as_tensor([batch[int(r)].n_candidates for r in rows], device=logits.device)[:, None]
+    cols = torch.arange(logits.shape[1], device=logits.device)[None, :]
+    logits = logits.masked_fill(cols >= n, float("-inf"))
+    cls = (letters[None, :] == y[:, None]).int().argmax(1)
+    return torch.nn.functional.cross_entropy(logits, cls, reduction="none")
 
 
 # ----------------------------------------------------------------------------------------- checkpoints
@@ -158,14 +228,39 @@ def _load_weights(model, ckpt: Path) -> None:
 
 
 # ----------------------------------------------------------------------------------------- validation
-def _validate(accelerator, model, tokenizer, samples: list[Sample], cfg: RankerConfig) -> dict:
+def _validate(accelerator, model, tokenizer, samples: list[Sample], prompts: list[list[int]], cfg: RankerConfig) -> dict:
     from accelerate.utils import gather_object
 
+    t0 = time.perf_counter()
     share = samples[accelerator.process_index::accelerator.num_processes]
-    scores, seconds = score_samples(accelerator.unwrap_model(model), tokenizer, share, cfg.score_batch_size,
-                                    accelerator.device, progress=accelerator.is_main_process, desc="validating")
+    enc = prompts[accelerator.process_index::accelerator.num_processes]
+    scores = np.zeros((0, 0), np.float32)
+    if share:
+        counts = [len(s.candidates or []) for s in share]
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        scores = score_encoded(accelerator.unwrap_model(model), enc, counts, letter_token_ids(tokenizer, max(counts)),
+                               pad, cfg.score_batch_size, accelerator.device, progress=accelerator.is_main_process,
+                               desc="validating")
     ranks = gather_object(ranks_from_scores(scores, share).tolist()) if share else gather_object([])
-    return {**metrics_from_ranks(np.asarray(ranks), (5, 10)), "users": len(ranks), "seconds": round(seconds, 2)}
+    return {**metrics_from_ranks(np.asarray(ranks), (5, 10)), "users": len(ranks),
+            "seconds": round(time.perf_counter() - t0, 2)}
+
+
+def step_seed(seed: int, step: int) -> int:
+    """The torch seed of optimisation step ``step``: dropout masks are a pure function of (seed, step), so a
+    run resumed from a checkpoint draws exactly the masks an uninterrupted one draws."""
+    return (int(seed) * 1_000_003 + int(step)) % (2**63 - 1)
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop the log entries written after ``step`` (the steps an interrupted run did past its checkpoint)."""
+    if not path.exists():
+        return
+    keep = [line for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip() and json.loads(line).get("step", 0) <= step]
+    from ulmrec.io import write_text
+
+    write_text(path, "".join(line + "\n" for line in keep))
 
 
 # ----------------------------------------------------------------------------------------- the loop
@@ -183,6 +278,7 @@ def train_ranker(model, tokenizer, train_samples: list[Sample], valid_samples: l
     if not train_samples:
         raise ConfigError(f"{name}: no training samples (check the tasks settings and the input artifacts)")
     encoded = encode_all(tokenizer, train_samples, cfg.max_length)
+    valid_prompts = encode_prompts(tokenizer, valid_samples)  # once, reused at every validation
     encode_all(tokenizer, valid_samples, cfg.max_length, what="validation")
     steps = total_steps(cfg, len(encoded), max_steps)
     order = sample_order(len(encoded), steps * cfg.batch_size, seed)
@@ -202,6 +298,8 @@ def train_ranker(model, tokenizer, train_samples: list[Sample], valid_samples: l
             raise ConfigError(f"{ckpt}: the checkpoint was made for {state.total_steps} steps, now {steps}; "
                               "delete it or restore the settings")
         log.info("%s: resuming from step %d of %d", name, state.step, steps)
+        if accelerator.is_main_process:
+            _truncate_log(out_dir / "train_log.jsonl", state.step)
 
     def lr_at(step: int) -> float:
         if step < warmup:
@@ -216,9 +314,12 @@ def train_ranker(model, tokenizer, train_samples: list[Sample], valid_samples: l
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     log_path = out_dir / "train_log.jsonl"
     world, rank = accelerator.num_processes, accelerator.process_index
+    gather = world == 1  # the hidden-state gather bypasses the (DDP-)wrapped forward; see response_loss
+    n_letters = max((e.n_candidates for e in encoded), default=0)
+    letter_ids = letter_token_ids(tokenizer, n_letters) if cfg.next_item_loss == "listwise" and n_letters else None
 
     def evaluate_and_checkpoint() -> None:
-        metrics = _validate(accelerator, model, tokenizer, valid_samples, cfg) if valid_samples else {}
+        metrics = _validate(accelerator, model, tokenizer, valid_samples, valid_prompts, cfg) if valid_samples else {}
         value = metrics.get(SELECT_METRIC, float("nan"))
         improved = not valid_samples or (not math.isnan(value) and value > state.best_metric)
         if improved:
@@ -237,22 +338,27 @@ def train_ranker(model, tokenizer, train_samples: list[Sample], valid_samples: l
         if state.step >= steps:
             state.done, state.stop_reason = True, state.stop_reason or "step budget reached"
         _save_checkpoint(accelerator, model, tokenizer, optimizer, state, ckpt)
+        if accelerator.is_main_process:
+            write_curves(log_path, out_dir / "train_curves.png", name)
         accelerator.wait_for_everyone()
 
     model.train()
+    if cfg.eval_first and valid_samples and not resume:
+        evaluate_and_checkpoint()  # step 0: the untuned model competes for "best" too
     bar = tqdm(total=steps, initial=state.step, desc=f"training {name}", disable=not accelerator.is_main_process)
-    running, t_last = [], time.perf_counter()
+    running, t_last = state.running, time.perf_counter()
     while not state.done:
         if state.step >= steps:
             evaluate_and_checkpoint()
             break
         t0 = time.perf_counter()
+        torch.manual_seed(step_seed(seed, state.step))
         batch_idx = order[state.step * cfg.batch_size:(state.step + 1) * cfg.batch_size]
         mine = batch_idx[rank::world]
         batch_loss = 0.0
-        for start in range(0, len(mine), cfg.micro_batch_size):
-            micro = [encoded[i] for i in mine[start:start + cfg.micro_batch_size]]
-            loss = response_loss(model, micro, pad, accelerator.device) * world / len(batch_idx)
+        for micro_idx in micro_batches(encoded, mine, cfg.micro_batch_size):
+            micro = [encoded[i] for i in micro_idx]
+            loss = response_loss(model, micro, pad, accelerator.device, letter_ids, gather) * world / len(batch_idx)
             accelerator.backward(loss)
             batch_loss += float(loss.detach()) / world
         if cfg.grad_clip:
@@ -269,7 +375,7 @@ def train_ranker(model, tokenizer, train_samples: list[Sample], valid_samples: l
             _append_log(accelerator, log_path, {"event": "train", "step": state.step, "loss": round(float(np.mean(running)), 5),
                                                 "lr": scheduler.get_last_lr()[0],
                                                 "seconds": round(time.perf_counter() - t_last, 2)})
-            running, t_last = [], time.perf_counter()
+            running, t_last = state.running, time.perf_counter()
         if state.step % cfg.eval_every == 0 or state.step >= steps:
             evaluate_and_checkpoint()
     bar.close()
@@ -289,46 +395,45 @@ def _append_log(accelerator, path: Path, entry: dict) -> None:
             f.write(json.dumps(entry) + "\n")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Multi-GPU training under ``accelerate launch``: trains into ``<run_dir>/.ranker.partial/`` (where
-    ``ulmrec train`` looks for checkpoints), so a following ``ulmrec train`` with the same settings only
-    completes the stage."""
-    import argparse
+def write_curves(log_path: Path, png: Path, name: str = "ranker") -> None:
+    """Training loss and validation NDCG@10 against the step, from ``train_log.jsonl``, as a PNG (atomic);
+    also as TensorBoard event files in ``<dir>/tensorboard/`` when the tensorboard package is installed."""
+    if not log_path.exists():
+        return
+    entries = [json.loads(line) for line in log_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    train = [(e["step"], e["loss"]) for e in entries if e.get("event") == "train"]
+    evals = [(e["step"], e["valid"].get(SELECT_METRIC)) for e in entries
+             if e.get("event") == "eval" and e.get("valid")]
+    import matplotlib
 
-    from ulmrec.config import load_config
-    from ulmrec.io import fingerprint
-    from ulmrec.pipeline import stage_fingerprint
-    from ulmrec.ranker.stage import BASELINE_DIR, STAGE, check_settings, train_one
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
 
-    parser = argparse.ArgumentParser(prog="python -m ulmrec.ranker.train", description=main.__doc__)
-    parser.add_argument("-c", "--config", action="append", default=[])
-    parser.add_argument("overrides", nargs="*")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    cfg = load_config(args.config, args.overrides)
-    run_dir = Path(cfg.run_dir)
-    partial = run_dir / f".{STAGE.name}.partial"
-    fp = fingerprint(stage_fingerprint(STAGE, cfg, run_dir))
-    from accelerate import PartialState
-
-    state = PartialState()
-    if state.is_main_process:
-        marker = partial / ".fingerprint"
-        if partial.exists() and (not marker.exists() or marker.read_text() != fp):
-            import shutil
-
-            shutil.rmtree(partial)
-        partial.mkdir(parents=True, exist_ok=True)
-        marker.write_text(fp)
-    state.wait_for_everyone()
-    check_settings(cfg)
-    train_one(cfg, run_dir, partial, baseline=False)
-    if cfg.ranker.baseline:
-        train_one(cfg, run_dir, partial / BASELINE_DIR, baseline=True)
-    if state.is_main_process:
-        print(f"trained into {partial}; now run `ulmrec train` with the same settings to complete the stage")
-    return 0
+    fig, ax = plt.subplots(1, 2, figsize=(9, 3.2))
+    if train:
+        ax[0].plot(*zip(*train, strict=True), lw=1)
+    ax[0].set(xlabel="step", ylabel="training loss", title=f"{name}: loss")
+    if evals:
+        ax[1].plot(*zip(*evals, strict=True), marker="o", lw=1)
+    ax[1].set(xlabel="step", ylabel=f"validation {SELECT_METRIC}", title=f"{name}: validation")
+    fig.tight_layout()
+    tmp = png.with_name(f".{png.stem}.tmp.png")
+    fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+    tmp.replace(png)
+    _tensorboard(png.parent / "tensorboard", train, evals)
 
 
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())
+def _tensorboard(directory: Path, train: list, evals: list) -> None:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except Exception:  # noqa: BLE001 - tensorboard is optional
+        return
+    import shutil
+
+    shutil.rmtree(directory, ignore_errors=True)  # rewritten whole from the log, so a resumed run stays continuous
+    with SummaryWriter(str(directory)) as writer:
+        for step, loss in train:
+            writer.add_scalar("train/loss", loss, step)
+        for step, value in evals:
+            writer.add_scalar(f"valid/{SELECT_METRIC}", value, step)

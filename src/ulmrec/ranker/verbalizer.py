@@ -55,6 +55,27 @@ def encode_sample(tokenizer, sample: Sample, prompt: str | None = None) -> tuple
     return p + r, [IGNORE] * len(p) + r
 
 
+def encode_prompts(tokenizer, samples: Sequence[Sample]) -> list[list[int]]:
+    """:func:`encode_prompt` for many samples in one call of the (Rust) fast tokenizer; the same ids."""
+    if not samples:
+        return []
+    return [list(x) for x in tokenizer([format_prompt(s) for s in samples], add_special_tokens=True)["input_ids"]]
+
+
+def encode_samples(tokenizer, samples: Sequence[Sample]) -> list[tuple[list[int], list[int]]]:
+    """:func:`encode_sample` for many samples in two bulk tokenizer calls; the same ``(input_ids, labels)``."""
+    if not samples:
+        return []
+    prompts = encode_prompts(tokenizer, samples)
+    responses = tokenizer([s.response for s in samples], add_special_tokens=False)["input_ids"]
+    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    out = []
+    for p, r in zip(prompts, responses, strict=True):
+        r = list(r) + eos
+        out.append((p + r, [IGNORE] * len(p) + r))
+    return out
+
+
 def letter_token_ids(tokenizer, n: int) -> list[int]:
     """The token id that training supervises first for each of the letters A.. (``n`` of them).
 

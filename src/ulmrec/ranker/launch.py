@@ -1,0 +1,55 @@
+"""Multi-process training under ``accelerate launch`` (several GPUs, or CPU processes for testing)::
+
+    accelerate launch --multi_gpu --num_processes 4 -m ulmrec.ranker.launch -c beauty ranker.model=llama-2-7b
+    ulmrec train -c beauty ranker.model=llama-2-7b   # finds the finished checkpoints and completes the stage
+
+It trains into the ranker stage's partial directory ``<run_dir>/.ranker.partial/``, the one ``ulmrec train``
+resumes from (same fingerprint marker as a normal stage run), because ``ulmrec train`` renames the stage
+directory only when the stage finishes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    from accelerate import PartialState
+
+    from ulmrec.config import load_config
+    from ulmrec.io import fingerprint
+    from ulmrec.pipeline import stage_fingerprint
+    from ulmrec.ranker.stage import BASELINE_DIR, STAGE, check_settings, train_one
+
+    parser = argparse.ArgumentParser(prog="python -m ulmrec.ranker.launch", description=__doc__.split("\n")[0])
+    parser.add_argument("-c", "--config", action="append", default=[])
+    parser.add_argument("overrides", nargs="*")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    cfg = load_config(args.config, args.overrides)
+    run_dir = Path(cfg.run_dir)
+    state = PartialState()
+    partial = run_dir / f".{STAGE.name}.partial"
+    if state.is_main_process:
+        import shutil
+
+        fp = fingerprint(stage_fingerprint(STAGE, cfg, run_dir))
+        marker = partial / ".fingerprint"
+        if partial.exists() and (not marker.exists() or marker.read_text() != fp):
+            shutil.rmtree(partial)
+        partial.mkdir(parents=True, exist_ok=True)
+        marker.write_text(fp)
+    state.wait_for_everyone()
+    check_settings(cfg)
+    train_one(cfg, run_dir, partial, baseline=False)
+    if cfg.ranker.baseline:
+        train_one(cfg, run_dir, partial / BASELINE_DIR, baseline=True)
+    if state.is_main_process:
+        print(f"trained into {partial}; now run `ulmrec train` with the same settings to complete the stage")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
