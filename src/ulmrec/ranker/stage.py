@@ -17,7 +17,14 @@ from ulmrec.config import Config
 from ulmrec.errors import ConfigError
 from ulmrec.io import write_json
 from ulmrec.pipeline import Stage
-from ulmrec.ranker.engine import Ranker, baseline_tasks, index_tokens_of, load_identities, set_threads, title_cutter
+from ulmrec.ranker.engine import (
+    Ranker,
+    baseline_tasks,
+    index_tokens_of,
+    load_identities,
+    set_threads,
+    title_cutter,
+)
 
 log = logging.getLogger("ulmrec")
 
