@@ -84,3 +84,98 @@ def test_run_checks_every_stage_before_any_work(tmp_path, monkeypatch):
     # stopping before the ranker skips its check
     records = run_all(cfg, until="data")
     assert [r["stage"] for r in records] == ["data"] and (tmp_path / "data" / "stage.json").exists()
+
+
+# ----------------------------------------------------------------------------- reliability (issue 14)
+def _chain(calls):
+    """Two toy stages: ``first`` writes first/a.txt, ``second`` reads it (an input inside the run directory)."""
+    def build_first(cfg, run_dir, out):
+        calls.append("first")
+        (out / "a.txt").write_text("from first")
+
+    def build_second(cfg, run_dir, out):
+        calls.append("second")
+        if getattr(cfg, "_fail_second", False):
+            raise RuntimeError("killed")
+        (out / "b.txt").write_text((Path(run_dir) / "first" / "a.txt").read_text())
+
+    first = Stage("first", "first", "", params=lambda cfg: {"seed": cfg.seed}, inputs=lambda cfg, d: [],
+                  build=build_first)
+    second = Stage("second", "second", "", params=lambda cfg: {"seed": cfg.seed},
+                   inputs=lambda cfg, d: [Path(d) / "first" / "a.txt"], build=build_second)
+    return first, second
+
+
+def test_moved_copied_or_respelled_run_dir_stays_current(tmp_path, monkeypatch):
+    import shutil
+
+    from ulmrec.pipeline import is_current
+
+    calls = []
+    first, second = _chain(calls)
+    run = tmp_path / "run1"
+    cfg = load_config([], [f"run_dir={run}"])
+    run_stage(first, cfg)
+    run_stage(second, cfg)
+    assert calls == ["first", "second"]
+    shutil.copytree(run, tmp_path / "run1copy", symlinks=True)  # cp -a
+    shutil.move(str(run), str(tmp_path / "moved"))
+    (tmp_path / "a").mkdir()
+    monkeypatch.chdir(tmp_path)
+    for spelled in (tmp_path / "run1copy", "run1copy", "a/../run1copy", tmp_path / "moved", "./moved/"):
+        moved = load_config([], [f"run_dir={spelled}"])
+        assert is_current(first, moved) and is_current(second, moved), spelled
+        assert run_stage(second, moved)["skipped"] is True
+    assert calls == ["first", "second"]
+    assert "first/a.txt" in (tmp_path / "moved" / "second" / "stage.json").read_text()
+
+
+def test_result_neutral_settings_are_out_of_every_fingerprint(tmp_path):
+    """Threads and inference batch sizes never retrain a stage; every other setting (max_minutes included) does."""
+    import json
+
+    from ulmrec.config import RESULT_NEUTRAL
+    from ulmrec.pipeline import available_stages, stage_params
+
+    base = load_config([], [f"run_dir={tmp_path}"])
+    changed = load_config([], [f"run_dir={tmp_path}", "retrieval.num_threads=3", "retrieval.eval_batch_size=7",
+                               "index.threads=3", "index.encoder_batch_size=5", "ranker.num_threads=3",
+                               "ranker.score_batch_size=9"])
+    assert RESULT_NEUTRAL == {"retrieval.num_threads", "retrieval.eval_batch_size", "index.threads",
+                                           "index.encoder_batch_size", "ranker.num_threads", "ranker.score_batch_size"}
+    stages = {s.name: s for s in available_stages()}
+    for stage in stages.values():
+        assert stage_params(stage, base) == stage_params(stage, changed), stage.name
+        text = json.dumps(stage_params(stage, base))
+        for name in RESULT_NEUTRAL:
+            assert "result-neutral" not in text
+            if name.split(".")[0] in ("retrieval", "index") and stage.name in ("retrieval", "index"):
+                assert f'"{name.split(".")[1]}"' not in text, (stage.name, name)
+    capped = load_config([], [f"run_dir={tmp_path}", "retrieval.max_minutes=5"])
+    assert stage_params(stages["retrieval"], capped) != stage_params(stages["retrieval"], base)
+    assert base.retrieval.num_threads == 1  # the real config is untouched by the masking
+
+
+def test_killed_force_run_is_not_skipped_afterwards(tmp_path, monkeypatch):
+    import ulmrec.pipeline as pipeline
+
+    calls = []
+    first, second = _chain(calls)
+    cfg = load_config([], [f"run_dir={tmp_path}"])
+    monkeypatch.setattr(pipeline, "available_stages", lambda: [first, second])
+    pipeline.run_all(cfg)
+    assert calls == ["first", "second"]
+    cfg._fail_second = True
+    with pytest.raises(RuntimeError, match="killed"):
+        pipeline.run_all(cfg, force=True)  # forced, and killed during the second stage
+    assert calls == ["first", "second", "first", "second"]
+    assert (tmp_path / "second" / "b.txt").exists()  # the old artifacts stay until replaced ...
+    assert not pipeline.is_current(second, cfg)  # ... but are no longer current
+    cfg._fail_second = False
+    records = pipeline.run_all(cfg)  # no --force: the interrupted stage runs, the finished one is skipped
+    assert [r["skipped"] for r in records] == [True, False]
+    # a single forced stage is invalidated before it starts, too
+    cfg._fail_second = True
+    with pytest.raises(RuntimeError):
+        run_stage(second, cfg, force=True)
+    assert not pipeline.is_current(second, cfg)

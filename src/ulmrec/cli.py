@@ -14,7 +14,6 @@ import importlib.util
 import json
 import logging
 import sys
-from pathlib import Path
 
 from ulmrec.errors import UlmrecError
 
@@ -67,28 +66,50 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+BUG_HINT = ("this is a bug in ulmrec, not in your input: please report it with the command line; "
+            "rerun with -v for the traceback")
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Exit codes: 0 done, 2 a user error (one line on stderr naming the file, line and field or the setting;
+    argparse usage errors too), 1 an internal error (one line and a bug-report hint; the traceback with -v),
+    130 interrupted. Nothing is half-written in any case: stages write into partial directories."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
+    verbose = bool(getattr(args, "verbose", False))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     try:
         return _dispatch(args)
     except UlmrecError as err:
-        print(f"ulmrec: error: {err}", file=sys.stderr)
+        print(f"ulmrec: error: {_one_line(err)}", file=sys.stderr)
         return 2
     except FileNotFoundError as err:
-        print(f"ulmrec: error: {err}", file=sys.stderr)
+        print(f"ulmrec: error: {_one_line(err)}", file=sys.stderr)
+        return 2
+    except OSError as err:  # the environment: read-only file system, disk full, permissions
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"ulmrec: error: {where}{_one_line(err.strerror or err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("ulmrec: interrupted; finished stages are kept, the current one resumes from its checkpoints",
               file=sys.stderr)
         return 130
+    except Exception as err:  # noqa: BLE001 - the last resort: a bug
+        if verbose:
+            raise
+        print(f"ulmrec: internal error: {type(err).__name__}: {_one_line(err)[:300]} ({BUG_HINT})", file=sys.stderr)
+        return 1
 
 
 def _dispatch(args: argparse.Namespace) -> int:
     from ulmrec.config import load_config, preset_names
     from ulmrec.pipeline import get_stage, run_all, run_stage
+    from ulmrec.runlock import ensure_run_dir
 
     if args.stage == "__presets__":
         print("\n".join(preset_names()))
@@ -101,7 +122,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         return 0
-    Path(cfg.run_dir).mkdir(parents=True, exist_ok=True)
+    ensure_run_dir(cfg.run_dir)
     if args.stage == "__all__":
         records = run_all(cfg, force=args.force, until=args.until)
     else:

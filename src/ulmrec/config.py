@@ -29,6 +29,22 @@ from ulmrec.ranker.config import RankerConfig
 from ulmrec.retrieval.config import RetrievalConfig
 from ulmrec.tasks.config import TasksConfig
 
+#: Settings that cannot change any artifact, only how fast or in how much memory it is made: CPU threads and
+#: the batch sizes of inference-only passes. They are left out of every stage's fingerprint
+#: (:func:`ulmrec.pipeline.stage_params`), so changing one never retrains a finished stage and a resumed stage
+#: keeps its checkpoints. Wall-clock caps (``retrieval.max_minutes``) are *not* here: a cap that cuts training
+#: short changes the result. Add a name here, not in a stage's ``params``.
+RESULT_NEUTRAL = frozenset({
+    "retrieval.num_threads",
+    "retrieval.eval_batch_size",
+    "index.threads",
+    "index.encoder_batch_size",
+    "ranker.num_threads",
+    "ranker.score_batch_size",
+})
+
+MAX_SEED = 2**32 - 1
+
 
 @dataclass
 class Config:
@@ -47,6 +63,12 @@ class Config:
     tasks: TasksConfig = field(default_factory=TasksConfig)
     ranker: RankerConfig = field(default_factory=RankerConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+
+    def __post_init__(self) -> None:
+        if not str(self.run_dir).strip():
+            raise ValueError("run_dir must not be empty (it would write into the current directory)")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"seed must be an integer from 0 to {MAX_SEED} (numpy's range), got {self.seed}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

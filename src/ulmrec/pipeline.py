@@ -5,10 +5,16 @@ A stage is skipped when its settings and the digests of its inputs are those rec
 only when the stage finishes, so a killed run never leaves a half-written stage directory; a stage that
 checkpoints (training) finds its checkpoints in the partial directory when it is run again with the same
 fingerprint, and resumes.
+
+Fingerprints are portable: input files inside the run directory are keyed by their path relative to it (a copied
+or moved run directory stays current), and the settings in :data:`ulmrec.config.RESULT_NEUTRAL` (threads,
+inference batch sizes) are left out of every stage's parameters. Each command holds the run directory's lock
+(:mod:`ulmrec.runlock`) while it works.
 """
 
 from __future__ import annotations
 
+import copy
 import importlib
 import importlib.util
 import logging
@@ -20,8 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ulmrec.config import Config
+from ulmrec.config import RESULT_NEUTRAL, Config
 from ulmrec.io import file_digest, fingerprint, read_json, write_json, write_yaml
+from ulmrec.runlock import ensure_run_dir, run_lock
 
 log = logging.getLogger("ulmrec")
 
@@ -77,6 +84,42 @@ def stage_dir(cfg: Config | str | Path, name: str) -> Path:
     return run_dir / name
 
 
+_NEUTRAL = "\x00result-neutral"
+
+
+def _strip_neutral(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _strip_neutral(v) for k, v in obj.items() if not (isinstance(v, str) and v == _NEUTRAL)}
+    if isinstance(obj, list | tuple):
+        return [_strip_neutral(v) for v in obj]
+    return obj
+
+
+def stage_params(stage: Stage, cfg: Config) -> dict[str, Any]:
+    """``stage.params(cfg)`` without the settings of :data:`ulmrec.config.RESULT_NEUTRAL`: the stage sees a copy
+    of ``cfg`` in which those fields hold a marker, and every entry holding the marker is dropped, whatever the
+    shape of the dict the stage returns (a flat section, nested sections, several sections)."""
+    masked = copy.copy(cfg)
+    sections: dict[str, Any] = {}
+    for name in RESULT_NEUTRAL:
+        section, field_name = name.split(".", 1)
+        if section not in sections:
+            sections[section] = copy.copy(getattr(cfg, section))  # no __post_init__: the marker is not validated
+            setattr(masked, section, sections[section])
+        object.__setattr__(sections[section], field_name, _NEUTRAL)
+    return _strip_neutral(stage.params(masked))
+
+
+def input_key(path: Path, run_dir: Path) -> str:
+    """How an input file is named in a fingerprint: relative to the run directory when inside it (so a copied,
+    moved or differently spelled run directory keeps its fingerprints), else its absolute resolved path."""
+    resolved = Path(os.path.realpath(path))
+    try:
+        return resolved.relative_to(os.path.realpath(run_dir)).as_posix()
+    except ValueError:
+        return str(resolved)
+
+
 def stage_fingerprint(stage: Stage, cfg: Config, run_dir: Path) -> dict[str, Any]:
     inputs = {}
     for p in stage.inputs(cfg, run_dir):
@@ -84,8 +127,8 @@ def stage_fingerprint(stage: Stage, cfg: Config, run_dir: Path) -> dict[str, Any
         if not p.exists():
             raise FileNotFoundError(f"stage '{stage.name}' needs {p}, which does not exist; run the stage that "
                                     "makes it first (or `ulmrec run`)")
-        inputs[str(p)] = file_digest(p)
-    return {"params": stage.params(cfg), "inputs": inputs}
+        inputs[input_key(p, run_dir)] = file_digest(p)
+    return {"params": stage_params(stage, cfg), "inputs": inputs}
 
 
 def is_current(stage: Stage, cfg: Config) -> bool:
@@ -100,10 +143,24 @@ def is_current(stage: Stage, cfg: Config) -> bool:
     return read_json(record).get("fingerprint") == fp
 
 
+def invalidate(stage: Stage, cfg: Config) -> None:
+    """Make the stage's finished artifacts not current (``--force``): its ``stage.json`` goes first, so a forced
+    run that is killed leaves a stage that the next run rebuilds (resuming from the forced run's checkpoints)
+    instead of skipping. The artifacts stay until the new ones replace them."""
+    record = Path(cfg.run_dir) / stage.name / "stage.json"
+    if record.exists():
+        record.unlink()
+        log.info("stage %s: --force, previous artifacts marked stale", stage.name)
+
+
 def run_stage(stage: Stage, cfg: Config, force: bool = False) -> dict[str, Any]:
-    """Run one stage unless its artifacts are current; return its record."""
+    """Run one stage unless its artifacts are current; return its record. Holds the run directory's lock."""
+    with run_lock(cfg.run_dir):
+        return _run_stage(stage, cfg, force)
+
+
+def _run_stage(stage: Stage, cfg: Config, force: bool) -> dict[str, Any]:
     run_dir = Path(cfg.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     final = run_dir / stage.name
     fp_obj = stage_fingerprint(stage, cfg, run_dir)
     fp = fingerprint(fp_obj)
@@ -113,6 +170,8 @@ def run_stage(stage: Stage, cfg: Config, force: bool = False) -> dict[str, Any]:
         rec = read_json(record_path)
         rec["skipped"] = True
         return rec
+    if force:
+        invalidate(stage, cfg)
 
     partial = run_dir / f".{stage.name}.partial"
     marker = partial / ".fingerprint"
@@ -126,8 +185,8 @@ def run_stage(stage: Stage, cfg: Config, force: bool = False) -> dict[str, Any]:
     t0 = time.time()
     summary = stage.build(cfg, run_dir, partial) or {}
     record = {"stage": stage.name, "fingerprint": fp, "seconds": round(time.time() - t0, 3),
-              "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "inputs": fp_obj["inputs"],
-              "summary": summary}
+              "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "params": fp_obj["params"],
+              "inputs": fp_obj["inputs"], "summary": summary}
     write_json(partial / "stage.json", record)
     marker.unlink(missing_ok=True)
 
@@ -144,7 +203,8 @@ def run_stage(stage: Stage, cfg: Config, force: bool = False) -> dict[str, Any]:
 
 
 def run_all(cfg: Config, force: bool = False, until: str | None = None) -> list[dict[str, Any]]:
-    """``ulmrec run``: every stage in order, each skipped when current."""
+    """``ulmrec run``: every stage in order, each skipped when current. With ``force`` every selected stage is
+    marked stale before the first one starts, so a killed forced run is completed, not skipped, by the next run."""
     stages = available_stages()
     if until is not None:
         names = [s.name for s in stages]
@@ -152,10 +212,15 @@ def run_all(cfg: Config, force: bool = False, until: str | None = None) -> list[
     for stage in stages:  # fail fast, before any work, on settings a later stage would reject
         if stage.check is not None and (force or not is_current(stage, cfg)):
             stage.check(cfg)
-    write_yaml(Path(cfg.run_dir) / "config.yaml", cfg.to_dict())
-    records = []
-    for stage in stages:
-        records.append(run_stage(stage, cfg, force=force))
-        if until == stage.name:
-            break
+    ensure_run_dir(cfg.run_dir)
+    with run_lock(cfg.run_dir):
+        if force:
+            for stage in stages:
+                invalidate(stage, cfg)
+        write_yaml(Path(cfg.run_dir) / "config.yaml", cfg.to_dict())
+        records = []
+        for stage in stages:
+            records.append(_run_stage(stage, cfg, force=force))
+            if until == stage.name:
+                break
     return records

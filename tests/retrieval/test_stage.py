@@ -66,9 +66,39 @@ def test_too_short_histories_are_a_clear_error(tmp_path, ring):
 @pytest.mark.slow
 def test_sample_preset_end_to_end(tmp_path):
     """The embedded sample through prepare + retrieve with a short budget: candidates for every user."""
-    cfg = load_config(["sample"], [f"run_dir={tmp_path}", "device=cpu", "retrieval.max_minutes=0.2"])
+    cfg = load_config(["sample"], [f"run_dir={tmp_path}", "device=cpu", "retrieval.epochs=3"])
     run_stage(get_stage("prepare"), cfg)
     run_stage(get_stage("retrieve"), cfg)
     test = pd.read_parquet(tmp_path / "retrieval" / "candidates_test.parquet")
     metrics = read_json(tmp_path / "retrieval" / "metrics.json")
     assert len(test) == metrics["users"] and metrics["test"]["Recall@20"] > 0.05
+
+
+TINY = ["device=cpu", "retrieval.max_len=8", "retrieval.hidden=16", "retrieval.num_candidates=5"]
+
+
+def test_same_seed_same_artifacts_on_cpu(ring, tmp_path):
+    """Two runs with the same seed write byte-identical model and candidates (no wall clock in the budget)."""
+    digests = []
+    for name in ("a", "b"):
+        run_dir = tmp_path / name
+        ring.save(run_dir / "data")
+        cfg = load_config(overrides=[f"run_dir={run_dir}", "retrieval.epochs=3", *TINY])
+        run_stage(get_stage("retrieve"), cfg)
+        out = run_dir / "retrieval"
+        digests.append({f: (out / f).read_bytes() for f in ("model.safetensors", "candidates_valid.parquet",
+                                                            "candidates_test.parquet")})
+    assert digests[0] == digests[1]
+
+
+def test_wall_clock_cap_is_loud_and_recorded(ring, tmp_path, caplog):
+    ring.save(tmp_path / "data")
+    cfg = load_config(overrides=[f"run_dir={tmp_path}", "retrieval.epochs=1000", "retrieval.max_minutes=0.0001", *TINY])
+    with caplog.at_level("WARNING", logger="ulmrec"):
+        rec = run_stage(get_stage("retrieve"), cfg)
+    assert "CUT SHORT BY THE WALL CLOCK" in caplog.text
+    assert rec["summary"]["cut_by_wall_clock"] is True and rec["summary"]["stopped"] == "time"
+    assert read_json(tmp_path / "retrieval" / "metrics.json")["training"]["cut_by_wall_clock"] is True
+    uncapped = load_config(overrides=[f"run_dir={tmp_path}", "retrieval.epochs=2", *TINY])
+    rec = run_stage(get_stage("retrieve"), uncapped)
+    assert rec["summary"]["stopped"] == "epochs" and "cut_by_wall_clock" not in rec["summary"]

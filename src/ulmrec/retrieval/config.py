@@ -2,7 +2,8 @@
 
 Defaults follow LlamaRec's LRURec recipe (REFERENCE.md): hidden 64, 2 blocks, dropout 0.2, max length 50,
 AdamW lr 1e-3 with weight decay 0.01 (not on biases, norms or the recurrence parameters), gradient clipping
-5.0, batch 64, validation on Recall@10 with early stopping. ``max_minutes`` bounds the training wall clock.
+5.0, batch 64, validation on Recall@10 with early stopping. Training is bounded by epochs and early stopping;
+``max_minutes`` is an optional wall-clock safety cap (off by default: a cap makes the result depend on load).
 """
 
 from __future__ import annotations
@@ -56,10 +57,10 @@ class RetrievalConfig:
     """(int) Users scored at once in full-ranking evaluation (memory: eval_batch_size x items floats)."""
     epochs: int = 200
     """(int) Most training epochs (passes over all training windows)."""
-    max_minutes: float = 60.0
-    """(float) Wall-clock budget for training in minutes, counted across resumes (0 = no limit). A resource
-    limit, not part of the stage fingerprint: raising it resumes an interrupted run instead of restarting it,
-    and a finished stage is not retrained (use --force)."""
+    max_minutes: float = 0.0
+    """(float) Optional wall-clock safety cap on training in minutes, counted across resumes (0 = none, the
+    default). Budgets are ``epochs`` and ``patience``; a run the cap cuts short depends on the machine's load, so
+    it warns loudly and records ``cut_by_wall_clock`` in metrics.json and stage.json. Part of the fingerprint."""
     val_every: int = 1
     """(int) Validate (and checkpoint) every this many epochs."""
     patience: int = 10

@@ -33,10 +33,10 @@ log = logging.getLogger("ulmrec")
 
 
 def _params(cfg: Config) -> dict:
-    params = dataclasses.asdict(cfg.retrieval)
-    for volatile in ("eval_batch_size", "num_threads", "max_minutes"):  # resource limits
-        params.pop(volatile)
-    return {**params, "seed": cfg.seed}
+    """Every retrieval setting and the seed; the pipeline leaves out the result-neutral ones (threads, the
+    evaluation batch size: ulmrec.config.RESULT_NEUTRAL). ``max_minutes`` stays in: a cap that cuts training
+    short changes the model."""
+    return {**dataclasses.asdict(cfg.retrieval), "seed": cfg.seed}
 
 
 def _inputs(cfg: Config, run_dir: Path) -> list[Path]:
@@ -66,8 +66,13 @@ def _build(cfg: Config, run_dir: Path, out: Path) -> dict:
     model = trainer.load_best().eval()
     training = {"epochs": state.epoch, "steps": state.step, "best_epoch": state.best_epoch,
                 f"best_valid_{rc.best_metric}": state.best, "stopped": state.stopped,
-                "train_seconds": round(state.seconds, 1),
+                "train_seconds": round(state.seconds, 1), "cut_by_wall_clock": state.stopped == "time",
                 "seconds_per_epoch": round(sum(h["train_s"] for h in state.history) / max(state.epoch, 1), 2)}
+    if state.stopped == "time":
+        log.warning("retrieval: TRAINING CUT SHORT BY THE WALL CLOCK (retrieval.max_minutes=%g) after %d of %d epochs: "
+                    "this model depends on the machine's speed and load, not only on the settings and seed (recorded "
+                    "as cut_by_wall_clock in metrics.json and stage.json); set retrieval.max_minutes=0 for a "
+                    "reproducible run", rc.max_minutes, state.epoch, rc.epochs)
     write_safetensors(out / "model.safetensors", model.state_dict(), metadata={"model": rc.model})
     write_yaml(out / "model.yaml", model_card(rc.model, model, training=training))
 
@@ -96,7 +101,9 @@ def _build(cfg: Config, run_dir: Path, out: Path) -> dict:
     ckpt = out / "checkpoints"
     write_json(out / "train_log.json", read_json(ckpt / "trainer_state.json")["history"])
     shutil.rmtree(ckpt)
-    return {"model": rc.model, "epochs": state.epoch, "train_seconds": training["train_seconds"],
+    return {"model": rc.model, "epochs": state.epoch, "stopped": state.stopped,
+            **({"cut_by_wall_clock": True} if state.stopped == "time" else {}),
+            "train_seconds": training["train_seconds"],
             **{f"test_{k}": round(v, 4) for k, v in metrics["test"].items() if k in ("NDCG@10", "Recall@10", "Recall@20")}}
 
 
