@@ -23,9 +23,15 @@ import numpy as np
 import pandas as pd
 
 from ulmrec.data.dataset import Dataset
-from ulmrec.tasks.base import Sample
-from ulmrec.tasks.candidates import TrainCandidates, place_target, sample_candidates
-from ulmrec.tasks.config import TasksConfig
+from ulmrec.tasks.base import TASKS, Sample
+from ulmrec.tasks.candidates import (
+    TrainCandidates,
+    hard_negative_candidates,
+    place_target,
+    prefix_rng,
+    sample_candidates,
+)
+from ulmrec.tasks.config import ALWAYS_SHUFFLED, RETRIEVER_MODES, TasksConfig
 from ulmrec.tasks.inputs import Titles
 from ulmrec.tasks.templates import INSTRUCTIONS, LETTERS, candidates_text, fields, history_text, rating_text
 
@@ -42,14 +48,17 @@ class Context:
     preferences: dict[int, str]
     train_candidates: TrainCandidates | None = None
     counts: dict[str, int] = field(default_factory=dict)
-    """Renders that produced nothing, by reason (e.g. 'next_item/target_not_retrieved')."""
+    """Renders that produced nothing, or were changed, by reason (e.g. 'next_item/target_not_retrieved_skip')."""
+    seed: int = 0
+    """Seed of the per-prefix random streams ('retriever_shuffled', 'hard_negatives')."""
 
     def __post_init__(self) -> None:
         self.train = self.ds.train_sequences()
         self._ratings: list[np.ndarray] | None = None
         self._retrieved = None
         if self.train_candidates is not None:  # 'skip': only prefixes whose list holds the target are offered
-            self._retrieved = self.train_candidates.users_positions(self.cfg.missing_target == "skip")
+            skip = self.cfg.missing_target == "skip" and self.cfg.train_candidates != "hard_negatives"
+            self._retrieved = self.train_candidates.users_positions(skip)
 
     def history(self, u: int, end: int) -> list[str]:
         """Titles of training items s[:end], the last ``max_history`` of them."""
@@ -77,25 +86,39 @@ class Context:
     def candidates(self, task: str, u: int, p: int, rng: np.random.Generator) -> tuple[list[int], int] | None:
         """(candidates in letter order, index of the target) for predicting s[p], or ``None``."""
         seq, n, target = self.train[u], self.cfg.num_candidates, int(self.train[u][p])
-        if self.cfg.train_candidates == "retriever":
+        mode = self.cfg.train_candidates
+        # next_item: LlamaRec excludes what the user saw before the target; intent reads a preference drawn
+        # from the whole history, so every training item of the user is excluded
+        seen = seq[:p] if task == "next_item" else seq
+        if mode in ALWAYS_SHUFFLED:
+            rng = prefix_rng(self.seed, TASKS.index(task), u, p)
+        if mode in RETRIEVER_MODES:
             cands = self.train_candidates.get(u, p)
             if cands is None:
                 self.skip(f"{task}/prefix_not_retrieved")
                 return None
-            if target not in cands:
-                self.skip(f"{task}/target_not_retrieved_{self.cfg.missing_target}")
-            cands = place_target(cands, target, self.cfg.missing_target)
-            if cands is None:
-                return None
+            if mode == "hard_negatives":
+                got = hard_negative_candidates(rng, target, cands, seen, self.ds.num_items, n,
+                                               self.cfg.hard_negative_pool)
+                if got is None:
+                    self.skip(f"{task}/too_few_unseen_items")
+                    return None
+                cands, uniform = got
+                if uniform:
+                    self.skip(f"{task}/hard_negatives_topped_up")
+            else:
+                cands = cands[:n]
+                if target not in cands:
+                    self.skip(f"{task}/target_not_retrieved_{self.cfg.missing_target}")
+                cands = place_target(cands, target, self.cfg.missing_target)
+                if cands is None:
+                    return None
         else:
-            # next_item: LlamaRec excludes what the user saw before the target; intent reads a preference drawn
-            # from the whole history, so every training item of the user is excluded
-            seen = seq[:p] if task == "next_item" else seq
             cands = sample_candidates(rng, target, seen, self.ds.num_items, n)
             if cands is None:
                 self.skip(f"{task}/too_few_unseen_items")
                 return None
-        if self.cfg.shuffle_candidates:
+        if self.cfg.shuffle_candidates:  # always true for ALWAYS_SHUFFLED (TasksConfig checks)
             rng.shuffle(cands)
         return cands, cands.index(target)
 

@@ -5,6 +5,15 @@
 - 'retriever': the retriever's top-``n`` for the training prefix (``retrieval/candidates_train.parquet``).
   A list without the target either gets the target in place of its lowest-ranked candidate ('replace') or is
   not used ('skip'); a sample whose answer is not among its letters would teach nothing.
+- 'retriever_shuffled': the same lists, always shuffled by a random stream of their own per (task, user,
+  position) (:func:`prefix_rng`).
+- 'hard_negatives' (:func:`hard_negative_candidates`): the target plus ``n - 1`` negatives drawn without
+  replacement from the retriever's top-K for the prefix (``tasks.hard_negative_pool``), the target and the seen
+  items removed, topped up with uniform unseen items when fewer than ``n - 1`` remain; shuffled like
+  'retriever_shuffled'. ``candidates_train.parquet`` holds ``retrieval.num_candidates`` items per prefix (the
+  retriever stage writes its top ``retrieval.num_candidates``, 20 by default), so K is in effect
+  ``min(hard_negative_pool, retrieval.num_candidates)``: with the defaults the negatives are the retrieved
+  non-targets; raise ``retrieval.num_candidates`` (e.g. to 50) for a real draw among hard negatives.
 """
 
 from __future__ import annotations
@@ -44,6 +53,31 @@ def sample_candidates(rng: np.random.Generator, target: int, seen, num_items: in
     return out
 
 
+def prefix_rng(seed: int, task: int, user: int, position: int) -> np.random.Generator:
+    """The random stream of one training prefix: the same (seed, task, user, position) always draws the same,
+    whichever other samples are built."""
+    return np.random.default_rng([int(seed), int(task), 3, int(user), int(position)])
+
+
+def hard_negative_candidates(rng: np.random.Generator, target: int, retrieved, seen, num_items: int, n: int,
+                             pool: int) -> tuple[list[int], int] | None:
+    """``(candidates, uniform)``: ``target`` first (unshuffled), then ``n - 1`` distinct negatives drawn
+    without replacement from the first ``pool`` items of ``retrieved`` (the retriever's order) after removing
+    ``target`` and ``seen``; when fewer than ``n - 1`` remain, all of them plus uniform items from 1..num_items
+    that are neither seen, the target nor already chosen (``uniform`` counts those). ``None`` when the catalogue
+    has too few such items."""
+    target = int(target)
+    excluded = set(seen.tolist() if isinstance(seen, np.ndarray) else (int(i) for i in seen))
+    excluded.add(target)
+    hard = list(dict.fromkeys(int(c) for c in list(retrieved)[:pool] if int(c) not in excluded))
+    if len(hard) >= n - 1:
+        return [target] + [hard[i] for i in rng.choice(len(hard), n - 1, replace=False)], 0
+    topped = sample_candidates(rng, target, excluded | set(hard), num_items, n - len(hard))
+    if topped is None:
+        return None
+    return [target] + hard + topped[1:], len(topped) - 1
+
+
 def read_candidates(path: str | Path, n: int) -> pd.DataFrame:
     """A retriever candidate file (``retrieval/candidates_{split}.parquet``), checked: the columns are there and
     every list has at least ``n`` candidates (fewer would leave letters without an item: a ConfigError)."""
@@ -68,19 +102,24 @@ def check_candidates(frame: pd.DataFrame, n: int, source: str = "candidates") ->
 
 
 class TrainCandidates:
-    """Retriever candidates per training prefix: ``get(user, position)`` -> the first ``n`` item_idx (retriever
-    order) for predicting ``sequence[position]`` from ``sequence[:position]``, or ``None`` when not retrieved.
+    """Retriever candidates per training prefix: ``get(user, position)`` -> the first ``n`` (``keep`` when
+    larger) item_idx (retriever order) for predicting ``sequence[position]`` from ``sequence[:position]``, or ``None`` when not retrieved.
 
     Rows are matched by ``(user_idx, position)`` when the file has a ``position`` column (0-based position of
     the target in the user's sequence), otherwise by ``(user_idx, target)`` (sequences have no repeated items
     after preprocessing; with repeats the last training occurrence wins).
     """
 
-    def __init__(self, frame: pd.DataFrame, ds: Dataset, n: int, source: str = "candidates_train.parquet"):
+    def __init__(self, frame: pd.DataFrame, ds: Dataset, n: int, source: str = "candidates_train.parquet",
+                 keep: int | None = None):
         check_candidates(frame, n, source)
         self.n = n
-        self._lists: dict[tuple[int, int], list[int]] = {}
-        self.hits: set[tuple[int, int]] = set()  # keys whose list holds the target
+        keep = max(n, keep or n)  # items kept per list ('hard_negatives' reads a pool beyond the letters)
+        self._lists: dict[tuple[int, int], np.ndarray] = {}
+        self.hits: set[tuple[int, int]] = set()  # keys whose first n candidates hold the target
+        lengths = frame["candidates"].map(len).to_numpy()
+        # the shortest list kept (``keep`` at most): the pool 'hard_negatives' can actually draw from
+        self.list_length = min(keep, int(lengths.min())) if len(lengths) else 0
         has_pos = "position" in frame
         positions = frame["position"] if has_pos else [None] * len(frame)
         train = ds.train_sequences()
@@ -96,15 +135,18 @@ class TrainCandidates:
                 pos = where[u].get(int(target))
                 if pos is None:
                     continue
-            self._lists[(u, int(pos))] = [int(c) for c in cands[:n]]
-            if int(target) in self._lists[(u, int(pos))]:
+            kept = np.asarray(cands[:keep], dtype=np.int64)
+            self._lists[(u, int(pos))] = kept
+            if (kept[:n] == int(target)).any():
                 self.hits.add((u, int(pos)))
 
     def __len__(self) -> int:
         return len(self._lists)
 
     def get(self, user: int, position: int) -> list[int] | None:
-        return self._lists.get((int(user), int(position)))
+        """The kept list (``n`` items, or up to ``keep``) in the retriever's order, or ``None``."""
+        got = self._lists.get((int(user), int(position)))
+        return None if got is None else got.tolist()
 
     def users_positions(self, with_target: bool = False) -> dict[int, set[int]]:
         """``{user: positions with a list}`` (``with_target``: only lists that hold the target)."""

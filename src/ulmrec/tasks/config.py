@@ -10,6 +10,11 @@ from ulmrec.tasks.base import TASKS
 
 MAX_LETTERS = 26
 
+#: ``train_candidates`` modes that read the retriever's per-prefix candidates (retrieval/candidates_train.parquet).
+RETRIEVER_MODES = ("retriever", "retriever_shuffled", "hard_negatives")
+#: Modes whose candidates are always shuffled, with a random stream of their own per (task, user, position).
+ALWAYS_SHUFFLED = ("retriever_shuffled", "hard_negatives")
+
 #: Samples per user of each task by default: every training prefix for next-item prediction (LlamaRec),
 #: one per user for each alignment task.
 DEFAULT_RATIOS: dict[str, float] = {
@@ -37,13 +42,21 @@ class TasksConfig:
     out keep their defaults (next_item .inf, the others 1.0), so `tasks.ratios.rating=0` works alone."""
     max_samples: int = 0
     """(int) Total training-sample budget after mixing (0: no limit); each task keeps its share of the mix."""
-    train_candidates: Literal["sampled", "retriever"] = "sampled"
+    train_candidates: Literal["sampled", "retriever", "retriever_shuffled", "hard_negatives"] = "sampled"
     """(str) Training candidates of next_item and intent: 'sampled' = the target plus uniformly sampled items
     the user has not seen before it (LlamaRec); 'retriever' = the retriever's top candidates for that training
-    prefix (retrieval/candidates_train.parquet)."""
+    prefix (retrieval/candidates_train.parquet); 'retriever_shuffled' = the same lists, always shuffled with a
+    random stream per (task, user, position), so a prefix's order does not depend on which other samples are
+    drawn; 'hard_negatives' = the target plus num_candidates-1 negatives drawn without replacement from the
+    retriever's top hard_negative_pool for that prefix (target and seen items removed; topped up with uniform
+    unseen items when the pool is short), shuffled the same way."""
+    hard_negative_pool: int = 50
+    """(int) 'hard_negatives': how many of the retriever's top candidates per training prefix the negatives
+    are drawn from. candidates_train.parquet holds retrieval.num_candidates per prefix (20 by default), so a
+    pool larger than that uses what the file has: raise retrieval.num_candidates for a real choice."""
     missing_target: Literal["replace", "skip"] = "replace"
-    """(str) 'retriever' candidates without the target: 'replace' the lowest-ranked candidate by the target,
-    or 'skip' that training prefix."""
+    """(str) 'retriever' / 'retriever_shuffled' candidates without the target: 'replace' the lowest-ranked
+    candidate by the target, or 'skip' that training prefix ('hard_negatives' always adds the target)."""
     shuffle_candidates: bool = True
     """(bool) Shuffle training candidates (for 'retriever' too: on training prefixes the retriever has seen
     the answer and ranks it first most of the time, which would teach 'answer A')."""
@@ -61,6 +74,11 @@ class TasksConfig:
                              f"got {self.num_candidates}")
         if self.max_history < 1:
             raise ValueError(f"max_history must be >= 1, got {self.max_history}")
+        if self.hard_negative_pool < 1:
+            raise ValueError(f"hard_negative_pool must be >= 1, got {self.hard_negative_pool}")
+        if self.train_candidates in ALWAYS_SHUFFLED and not self.shuffle_candidates:
+            raise ValueError(f"shuffle_candidates=false contradicts train_candidates={self.train_candidates}, which "
+                             "is always shuffled; use train_candidates=retriever to keep the retriever's order")
         if self.max_samples < 0:
             raise ValueError(f"max_samples must be >= 0 (0: no limit), got {self.max_samples}")
         unknown = sorted(set(self.enabled) - set(TASKS)) + sorted(set(self.ratios) - set(TASKS))

@@ -21,7 +21,7 @@ from ulmrec.errors import ConfigError
 from ulmrec.tasks.base import TASKS, Sample
 from ulmrec.tasks.builders import TASK_SPECS, Context
 from ulmrec.tasks.candidates import TrainCandidates
-from ulmrec.tasks.config import TasksConfig
+from ulmrec.tasks.config import RETRIEVER_MODES, TasksConfig
 from ulmrec.tasks.inputs import TitleFn, Titles, check_mapping
 
 log = logging.getLogger("ulmrec")
@@ -50,9 +50,9 @@ def validate(cfg: TasksConfig, ds: Dataset, train_candidates: pd.DataFrame | Non
     if ranking and ds.num_items < cfg.num_candidates:
         raise ConfigError(f"tasks.num_candidates={cfg.num_candidates} letters, but the dataset has only "
                           f"{ds.num_items} items; lower tasks.num_candidates")
-    if ranking and cfg.train_candidates == "retriever" and train_candidates is None:
-        raise ConfigError("tasks.train_candidates=retriever needs the retriever's candidates for every training "
-                          "prefix (retrieval/candidates_train.parquet); none were given")
+    if ranking and cfg.train_candidates in RETRIEVER_MODES and train_candidates is None:
+        raise ConfigError(f"tasks.train_candidates={cfg.train_candidates} needs the retriever's candidates for "
+                          "every training prefix (retrieval/candidates_train.parquet); none were given")
 
 
 def check_run_settings(cfg) -> None:
@@ -64,9 +64,13 @@ def check_run_settings(cfg) -> None:
         raise ConfigError(f"tasks.num_candidates={tasks.num_candidates} letters but retrieval.num_candidates="
                           f"{retrieval.num_candidates} candidates; raise retrieval.num_candidates or lower the letters")
     ranking = [t for t in tasks.active() if t in RANKING_TASKS]
-    if ranking and tasks.train_candidates == "retriever" and not getattr(retrieval, "train_candidates", False):
-        raise ConfigError("tasks.train_candidates=retriever needs retrieval.train_candidates=true "
+    if ranking and tasks.train_candidates in RETRIEVER_MODES and not getattr(retrieval, "train_candidates", False):
+        raise ConfigError(f"tasks.train_candidates={tasks.train_candidates} needs retrieval.train_candidates=true "
                           "(candidates_train.parquet)")
+    if ranking and tasks.train_candidates == "hard_negatives" and retrieval.num_candidates < tasks.hard_negative_pool:
+        log.warning("tasks: hard_negative_pool=%d but retrieval.num_candidates=%d: the negatives are drawn from the "
+                    "retriever's top %d (raise retrieval.num_candidates for a larger pool)", tasks.hard_negative_pool,
+                    retrieval.num_candidates, retrieval.num_candidates)
 
 
 def draw_count(ratio: float, pool: int, rng: np.random.Generator) -> int:
@@ -122,20 +126,25 @@ def build_training_samples(ds: Dataset, cfg: TasksConfig, *, identities: Mapping
     """All enabled tasks, mixed, budgeted and shuffled by ``seed``. Returns ``(samples, report)``.
 
     ``identities`` / ``preferences``: ``{user_idx: str}``; ``title_fn`` cuts a title (default: kept);
-    ``train_candidates``: the retriever's per-prefix candidates (``tasks.train_candidates=retriever``).
+    ``train_candidates``: the retriever's per-prefix candidates (``tasks.train_candidates`` one of
+    :data:`~ulmrec.tasks.config.RETRIEVER_MODES`).
     A task whose inputs are missing is skipped with one logged message and ``status: skipped`` in the report.
     """
     validate(cfg, ds, train_candidates)
     identities, preferences = check_mapping("identities", identities), check_mapping("preferences", preferences)
     retrieved = None
-    if cfg.train_candidates == "retriever" and train_candidates is not None:
-        retrieved = TrainCandidates(train_candidates, ds, cfg.num_candidates)
-    ctx = Context(ds, cfg, Titles(ds, title_fn), identities, preferences, retrieved)
+    if cfg.train_candidates in RETRIEVER_MODES and train_candidates is not None:
+        keep = cfg.hard_negative_pool if cfg.train_candidates == "hard_negatives" else None
+        retrieved = TrainCandidates(train_candidates, ds, cfg.num_candidates, keep=keep)
+    ctx = Context(ds, cfg, Titles(ds, title_fn), identities, preferences, retrieved, seed=seed)
 
     report: dict = {"tasks": {}, "seed": seed, "train_candidates": cfg.train_candidates}
     if retrieved is not None:
         report["retrieved_prefixes"] = {"lists": len(retrieved), "with_target": len(retrieved.hits),
                                         "missing_target": cfg.missing_target}
+        if cfg.train_candidates == "hard_negatives":  # K in effect: what the file holds, at most the setting
+            report["retrieved_prefixes"].update(hard_negative_pool=cfg.hard_negative_pool,
+                                                pool_in_file=retrieved.list_length)
     slots: dict[str, list[tuple[int, int]]] = {}
     for k, name in enumerate(TASKS):
         entry = report["tasks"][name] = {"status": "off", "ratio": cfg.ratios[name], "samples": 0}

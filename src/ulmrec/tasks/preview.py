@@ -21,6 +21,7 @@ from ulmrec.errors import UlmrecError
 from ulmrec.io import write_json
 from ulmrec.tasks.base import TASKS
 from ulmrec.tasks.candidates import read_candidates
+from ulmrec.tasks.config import RETRIEVER_MODES
 from ulmrec.tasks.inputs import load_identities, load_preferences
 from ulmrec.tasks.mixing import build_training_samples
 from ulmrec.tasks.templates import format_example
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         ids = load_identities(cfg.tasks.identity, ds, run_dir)
         prefs = load_preferences(ds, run_dir)
         train_cands = None
-        if cfg.tasks.train_candidates == "retriever":
+        if cfg.tasks.train_candidates in RETRIEVER_MODES:
             train_cands = read_candidates(run_dir / "retrieval" / "candidates_train.parquet", cfg.tasks.num_candidates)
         samples, report = build_training_samples(ds, cfg.tasks, identities=ids, preferences=prefs, seed=cfg.seed,
                                                  train_candidates=train_cands)
