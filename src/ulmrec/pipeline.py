@@ -153,6 +153,9 @@ def invalidate(stage: Stage, cfg: Config) -> None:
         log.info("stage %s: --force, previous artifacts marked stale", stage.name)
 
 
+_BOOKKEEPING = {".fingerprint", "config.yaml"}
+
+
 def run_stage(stage: Stage, cfg: Config, force: bool = False) -> dict[str, Any]:
     """Run one stage unless its artifacts are current; return its record. Holds the run directory's lock."""
     with run_lock(cfg.run_dir):
@@ -183,7 +186,12 @@ def _run_stage(stage: Stage, cfg: Config, force: bool) -> dict[str, Any]:
 
     log.info("stage %s: running -> %s", stage.name, final)
     t0 = time.time()
-    summary = stage.build(cfg, run_dir, partial) or {}
+    try:
+        summary = stage.build(cfg, run_dir, partial) or {}
+    except BaseException:
+        if {p.name for p in partial.iterdir()} <= _BOOKKEEPING:  # nothing to resume from: leave nothing behind
+            shutil.rmtree(partial, ignore_errors=True)
+        raise
     record = {"stage": stage.name, "fingerprint": fp, "seconds": round(time.time() - t0, 3),
               "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "params": fp_obj["params"],
               "inputs": fp_obj["inputs"], "summary": summary}

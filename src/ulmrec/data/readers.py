@@ -79,6 +79,9 @@ def parse_record(text: str, path: Path, lineno: int, policy: ErrorPolicy, litera
     """A JSON object, or (``literal_ok``) a Python dict literal as in the 2014 metadata."""
     try:
         obj = json.loads(text)
+    except RecursionError:
+        policy(DataError("malformed record (nested too deeply)", path, lineno), "malformed")
+        return None
     except json.JSONDecodeError as e:
         obj = None
         if literal_ok:
@@ -210,13 +213,25 @@ def _read_jsonl(path: Path, policy: ErrorPolicy, fields: dict[str, type]) -> lis
     return out
 
 
+def _bad_timestamps(item_ids: list, timestamps: Any) -> str | None:
+    """Why ``timestamps`` cannot date ``item_ids`` one to one (None when it can)."""
+    if not isinstance(timestamps, list):
+        return f"expected a list, got {type(timestamps).__name__}"
+    if len(timestamps) != len(item_ids):
+        return f"{len(timestamps)} timestamps for {len(item_ids)} item_ids"
+    for t in timestamps:
+        if isinstance(t, bool) or not isinstance(t, int | float) or t != t or t in (float("inf"), float("-inf")):
+            return f"not a number of seconds: {t!r}"[:200]
+    return None
+
+
 def read_timestamps(path: str | Path, policy: ErrorPolicy) -> dict[tuple[str, str], int]:
     """JSON lines {user_id, item_ids, timestamps} -> {(user_id, item_id): unix seconds}."""
     path = Path(path)
     out = {}
     for rec in _read_jsonl(path, policy, {"user_id": str, "item_ids": list, "timestamps": list}):
-        if len(rec["item_ids"]) != len(rec["timestamps"]):
-            policy(DataError("item_ids and timestamps differ in length", path, rec["_line"], "timestamps"), "malformed")
+        if bad := _bad_timestamps(rec["item_ids"], rec["timestamps"]):
+            policy(DataError(bad, path, rec["_line"], "timestamps"), "malformed")
             continue
         for i, t in zip(rec["item_ids"], rec["timestamps"]):
             out[(rec["user_id"], str(i))] = int(t)
@@ -255,6 +270,9 @@ def read_ulmrec(directory: str | Path, policy: ErrorPolicy) -> dict[str, pd.Data
     rows = []
     for rec in _read_jsonl(seq_path, policy, {"user_id": str, "item_ids": list}):
         ts = rec.get("timestamps")
+        if ts is not None and (bad := _bad_timestamps(rec["item_ids"], ts)):
+            policy(DataError(bad, seq_path, rec["_line"], "timestamps"), "bad_timestamps")
+            continue
         for pos, item in enumerate(rec["item_ids"]):
             rows.append((rec["user_id"], str(item), None if ts is None else int(ts[pos]), len(rows)))
     raw = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp", "order"])
@@ -296,22 +314,89 @@ def read_openp5(directory: str | Path, policy: ErrorPolicy) -> dict[str, pd.Data
     raw = pd.DataFrame(rows, columns=["user_id", "item_id", "order"])
     items = None
     if (d / "item_id_to_int.json").exists() and (d / "products_lookup.csv").exists():
-        try:
-            to_int = json.loads((d / "item_id_to_int.json").read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise DataError(f"not valid JSON ({e.msg})", d / "item_id_to_int.json", e.lineno) from e
-        lookup = pd.read_csv(d / "products_lookup.csv", dtype={"name": "string"}, keep_default_na=False)
-        if "global_product_id" not in lookup or "name" not in lookup:
-            raise DataError("expected columns global_product_id and name", d / "products_lookup.csv", 1)
-        name_of = dict(zip(lookup["global_product_id"].astype(int), lookup["name"]))
-        items = pd.DataFrame({"item_id": list(to_int), "title": [name_of.get(int(i)) for i in to_int.values()]})
+        to_int = _read_item_id_to_int(d / "item_id_to_int.json")
+        name_of = _read_products_lookup(d / "products_lookup.csv")
+        items = pd.DataFrame({"item_id": list(to_int), "title": [name_of.get(i) for i in to_int.values()]})
     return {"raw": raw, "items": items, "preferences": None, "reference_index": None}
+
+
+def _decode_whole(path: Path) -> str:
+    """A whole (small) file as UTF-8 text; bad bytes are a :class:`DataError` naming their line."""
+    with _open_binary(path) as f:
+        try:
+            data = f.read()
+        except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as e:
+            raise DataError(f"gzip stream truncated or corrupt ({e})", path) from e
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"not valid UTF-8 (byte {e.start}: {data[e.start:e.start + 1]!r})", path,
+                        data[:e.start].count(b"\n") + 1) from e
+
+
+def _line_of(text: str, needle: str) -> int | None:
+    at = text.find(needle)
+    return None if at < 0 else text.count("\n", 0, at) + 1
+
+
+def _read_item_id_to_int(path: Path) -> dict[str, int]:
+    """OpenP5 ``item_id_to_int.json``: ``{"<asin>": <int>, ...}``."""
+    text = _decode_whole(path)
+    try:
+        obj = json.loads(text)
+    except RecursionError:
+        raise DataError("not valid JSON (nested too deeply)", path) from None
+    except json.JSONDecodeError as e:
+        raise DataError(f"not valid JSON ({e.msg} at column {e.colno})", path, e.lineno) from e
+    if not isinstance(obj, dict):
+        raise DataError(f"expected an object {{item_id: integer}}, got {type(obj).__name__}", path, 1)
+    out = {}
+    for key, value in obj.items():
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+                value = int(value)
+            else:
+                raise DataError(f"expected an integer, got {value!r}"[:200], path, _line_of(text, json.dumps(key)),
+                                str(key))
+        out[str(key)] = value
+    return out
+
+
+def _read_products_lookup(path: Path) -> dict[int, str]:
+    """OpenP5 ``products_lookup.csv`` (``,global_product_id,name`` with a header) -> {global_product_id: name}."""
+    text = _decode_whole(path)
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        header = next(reader, None)
+        if header is None or "global_product_id" not in header or "name" not in header:
+            raise DataError("expected a header with columns global_product_id and name", path, 1)
+        id_col, name_col = header.index("global_product_id"), header.index("name")
+        out: dict[int, str] = {}
+        for row in reader:
+            if not row:
+                continue
+            if len(row) != len(header):
+                raise DataError(f"expected {len(header)} comma-separated fields, got {len(row)}", path, reader.line_num)
+            raw_id = row[id_col].strip()
+            if not (raw_id.isascii() and raw_id.lstrip("-").isdigit()):
+                raise DataError(f"expected an integer, got {raw_id!r}"[:200], path, reader.line_num, "global_product_id")
+            out[int(raw_id)] = row[name_col]
+    except csv.Error as e:
+        raise DataError(f"not valid CSV ({e})", path, reader.line_num) from e
+    return out
 
 
 # --------------------------------------------------------------------------- RecBole atomic files
 def _recbole_header(path: Path) -> list[tuple[str, str]]:
-    with _open_binary(path) as f:
-        first = f.readline().decode("utf-8").rstrip("\r\n")
+    try:
+        with _open_binary(path) as f:
+            raw = f.readline()
+    except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as e:
+        raise DataError(f"gzip stream truncated or corrupt ({e})", path, 1) from e
+    try:
+        first = raw.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError as e:
+        raise DataError(f"header is not valid UTF-8 (byte {e.start}: {raw[e.start:e.start + 1]!r})", path, 1) from e
     cols = []
     for c in first.split("\t"):
         if ":" not in c:
@@ -356,6 +441,8 @@ def read_recbole(directory: str | Path, policy: ErrorPolicy) -> dict[str, pd.Dat
     if item_files:
         ipath = item_files[0]
         icols = [n for n, _ in _recbole_header(ipath)]
+        if "item_id" not in icols:
+            raise DataError("header lacks item_id:token", ipath, 1, "item_id")
         tcol = next((c for c in ("title", "movie_title", "item_title") if c in icols), None)
         recs = []
         for lineno, text in iter_lines(ipath, policy):
