@@ -7,12 +7,12 @@ Two inputs: the sentences the data source shipped (``data/source_preferences.par
 
 from __future__ import annotations
 
-import gzip
 import json
 import logging
 from pathlib import Path
 
 from ulmrec.data.dataset import Dataset
+from ulmrec.data.readers import iter_lines
 from ulmrec.errors import DataError
 from ulmrec.preferences.table import PreferenceRecord
 
@@ -49,10 +49,6 @@ def from_dataset(ds: Dataset, data_dir: Path) -> tuple[dict[int, PreferenceRecor
     return found, info
 
 
-def _open(path: Path):
-    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
-
-
 def from_jsonl(path: str | Path, ds: Dataset) -> tuple[dict[int, PreferenceRecord], dict]:
     """Sentences from a JSON-lines file keyed by original user id. A malformed line is an error naming the file
     and line; users the dataset does not know are counted and skipped; an empty sentence counts as missing."""
@@ -64,32 +60,31 @@ def from_jsonl(path: str | Path, ds: Dataset) -> tuple[dict[int, PreferenceRecor
     found: dict[int, PreferenceRecord] = {}
     seen: set[int] = set()
     unknown = empty = 0
-    with _open(path) as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(f"not valid JSON ({err.msg})", path, lineno) from err
-            if not isinstance(obj, dict):
-                raise DataError("expected a JSON object {\"user_id\": ..., \"preference\": ...}", path, lineno)
-            if not isinstance(obj.get("user_id"), str | int) or isinstance(obj.get("user_id"), bool):
-                raise DataError("missing or not a string", path, lineno, "user_id")
-            pref = obj.get("preference")
-            if pref is not None and not isinstance(pref, str):
-                raise DataError(f"expected a string, got {type(pref).__name__}", path, lineno, "preference")
-            u = idx_of.get(str(obj["user_id"]))
-            if u is None:
-                unknown += 1
-                continue
-            if u in seen:
-                raise DataError(f"user {obj['user_id']!r} appears a second time", path, lineno, "user_id")
-            seen.add(u)
-            if not pref or not pref.strip():
-                empty += 1
-                continue
-            found[u] = PreferenceRecord.ok(u, " ".join(pref.split()), source)
+    for lineno, line in iter_lines(path):  # UTF-8 and gzip errors name the line
+        try:
+            obj = json.loads(line)
+        except RecursionError:
+            raise DataError("not valid JSON (nested too deeply)", path, lineno) from None
+        except json.JSONDecodeError as err:
+            raise DataError(f"not valid JSON ({err.msg})", path, lineno) from err
+        if not isinstance(obj, dict):
+            raise DataError("expected a JSON object {\"user_id\": ..., \"preference\": ...}", path, lineno)
+        if not isinstance(obj.get("user_id"), str | int) or isinstance(obj.get("user_id"), bool):
+            raise DataError("missing or not a string", path, lineno, "user_id")
+        pref = obj.get("preference")
+        if pref is not None and not isinstance(pref, str):
+            raise DataError(f"expected a string, got {type(pref).__name__}", path, lineno, "preference")
+        u = idx_of.get(str(obj["user_id"]))
+        if u is None:
+            unknown += 1
+            continue
+        if u in seen:
+            raise DataError(f"user {obj['user_id']!r} appears a second time", path, lineno, "user_id")
+        seen.add(u)
+        if not pref or not pref.strip():
+            empty += 1
+            continue
+        found[u] = PreferenceRecord.ok(u, " ".join(pref.split()), source)
     if unknown:
         log.warning("%s: %d users are not in this dataset (skipped)", path, unknown)
     info = {"file": str(path), "provenance": [f"imported from {path}"], "unknown_users_skipped": unknown,
