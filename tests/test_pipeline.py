@@ -179,3 +179,16 @@ def test_killed_force_run_is_not_skipped_afterwards(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError):
         run_stage(second, cfg, force=True)
     assert not pipeline.is_current(second, cfg)
+
+
+def test_cp_a_of_a_real_run_dir_stays_current(tmp_path, capsys):
+    """``cp -a run1 run1copy``: the copy's data and preferences stages are current (the latter reads data/)."""
+    import subprocess
+
+    run = tmp_path / "run1"
+    assert main(["run", "--until", "preferences", f"run_dir={run}"]) == 0
+    capsys.readouterr()
+    subprocess.run(["cp", "-a", str(run), str(tmp_path / "run1copy")], check=True)
+    assert main(["run", "--until", "preferences", f"run_dir={tmp_path / 'run1copy'}"]) == 0
+    out = capsys.readouterr().out
+    assert "[data] skipped (current)" in out and "[preferences] skipped (current)" in out, out

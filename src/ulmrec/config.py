@@ -29,11 +29,14 @@ from ulmrec.ranker.config import RankerConfig
 from ulmrec.retrieval.config import RetrievalConfig
 from ulmrec.tasks.config import TasksConfig
 
-#: Settings that cannot change any artifact, only how fast or in how much memory it is made: CPU threads and
-#: the batch sizes of inference-only passes. They are left out of every stage's fingerprint
-#: (:func:`ulmrec.pipeline.stage_params`), so changing one never retrains a finished stage and a resumed stage
-#: keeps its checkpoints. Wall-clock caps (``retrieval.max_minutes``) are *not* here: a cap that cuts training
-#: short changes the result. Add a name here, not in a stage's ``params``.
+#: Resource settings: CPU threads and the batch sizes of inference-only passes. They decide how fast and in how
+#: much memory an artifact is made, not what the recipe is, and are left out of every stage's fingerprint
+#: (:func:`ulmrec.pipeline.stage_params`): changing one never retrains a finished stage and a resumed stage keeps
+#: its checkpoints. Their values are recorded in ``stage.json`` (``result_neutral``). Measured on CPU
+#: (docs/ARCHITECTURE.md): an inference batch size leaves model and candidates byte-identical; a different
+#: *training* thread count can change the last bits of the weights (same seed and thread count: identical bytes).
+#: Wall-clock caps (``retrieval.max_minutes``) are *not* here: a cap that cuts training short changes the model.
+#: Add a name here, not in a stage's ``params``.
 RESULT_NEUTRAL = frozenset({
     "retrieval.num_threads",
     "retrieval.eval_batch_size",

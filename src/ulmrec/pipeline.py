@@ -110,6 +110,11 @@ def stage_params(stage: Stage, cfg: Config) -> dict[str, Any]:
     return _strip_neutral(stage.params(masked))
 
 
+def _neutral_values(cfg: Config) -> dict[str, Any]:
+    """The values the result-neutral settings had (recorded in stage.json for provenance, not fingerprinted)."""
+    return {name: getattr(getattr(cfg, name.split(".")[0]), name.split(".")[1]) for name in sorted(RESULT_NEUTRAL)}
+
+
 def input_key(path: Path, run_dir: Path) -> str:
     """How an input file is named in a fingerprint: relative to the run directory when inside it (so a copied,
     moved or differently spelled run directory keeps its fingerprints), else its absolute resolved path."""
@@ -194,7 +199,7 @@ def _run_stage(stage: Stage, cfg: Config, force: bool) -> dict[str, Any]:
         raise
     record = {"stage": stage.name, "fingerprint": fp, "seconds": round(time.time() - t0, 3),
               "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "params": fp_obj["params"],
-              "inputs": fp_obj["inputs"], "summary": summary}
+              "inputs": fp_obj["inputs"], "result_neutral": _neutral_values(cfg), "summary": summary}
     write_json(partial / "stage.json", record)
     marker.unlink(missing_ok=True)
 
