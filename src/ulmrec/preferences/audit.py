@@ -45,7 +45,7 @@ import pandas as pd
 
 from ulmrec.data.dataset import Dataset
 from ulmrec.errors import DataError
-from ulmrec.io import read_json, write_json, write_text
+from ulmrec.io import file_digest, read_json, write_json, write_text
 from ulmrec.preferences.offline import STOPWORDS
 
 log = logging.getLogger("ulmrec")
@@ -129,11 +129,27 @@ def load_indices(run_dir: Path, ds: Dataset) -> dict[str, np.ndarray]:
         col = "codes" if "codes" in df.columns else "tokens"
         if col not in df.columns or "user_idx" not in df.columns:
             raise DataError("columns user_idx and codes (or tokens) expected", path)
-        out["index/user_index.parquet (this run's index)"] = _by_user(df, col, ds.num_users)
+        out[f"index/user_index.parquet (this run's index; {index_provenance(run_dir)})"] = _by_user(df, col,
+                                                                                                 ds.num_users)
     if ds.reference_index is not None:
         out["data/reference_index.parquet (the authors' indices)"] = _by_user(ds.reference_index, "index",
                                                                             ds.num_users)
     return out
+
+
+def index_provenance(run_dir: Path) -> str:
+    """What the run's index was built from (its report.json) and whether its inputs are still the files there."""
+    parts = []
+    report = run_dir / "index" / "report.json"
+    if report.exists():
+        src = read_json(report).get("users_per_source") or {}
+        parts.append("built from " + ", ".join(f"{k} ({v} users)" for k, v in src.items()))
+    record = run_dir / "index" / "stage.json"
+    if record.exists():
+        stale = [k for k, v in (read_json(record).get("inputs") or {}).items()
+                 if not (run_dir / k).exists() or file_digest(run_dir / k) != v]
+        parts.append(f"STALE: {', '.join(stale)} changed since it was built" if stale else "inputs current")
+    return "; ".join(parts) or "provenance unknown"
 
 
 def _by_user(df: pd.DataFrame, col: str, n: int) -> np.ndarray:
@@ -321,6 +337,9 @@ def prefix_sharing(ds: Dataset, codes: np.ndarray, seed: int = 0, n_boot: int = 
             res["targets"][t] = {"rate": float(point[j]), "ci95": _pct(reps[:, j]),
                                  "lift": float(point[j] / chance[t]) if chance[t] else None, "lift_ci95": _pct(lift)}
         for t in ("test", "valid"):
+            if not (chance[t] and chance["last_train"]):
+                res[f"lift_{t}-lift_last_train"] = {"diff": None, "ci95": [float("nan"), float("nan")]}
+                continue
             a = reps[:, names.index(t)] / chance[t]
             b = reps[:, names.index("last_train")] / chance["last_train"]
             pa = point[names.index(t)] / chance[t] - point[names.index("last_train")] / chance["last_train"]
@@ -413,9 +432,9 @@ def to_markdown(result: dict, level: int = 2) -> str:
                 return (f"{1e4 * t[k]['rate']:.2f}, x{lift:.2f} [{t[k]['lift_ci95'][0]:.2f}, "
                         f"{t[k]['lift_ci95'][1]:.2f}]" if lift is not None else f"{1e4 * t[k]['rate']:.2f}")
             d = x["lift_test-lift_last_train"]
+            diff = "n/a" if d["diff"] is None else f"{d['diff']:+.2f} [{d['ci95'][0]:+.2f}, {d['ci95'][1]:+.2f}]"
             lines.append(f"| {lvl} token{'s' if lvl != '1' else ''} | {x['groups']} ({x['groups_with_pairs']}) | "
-                         f"{x['pairs']} | {cell('test')} | {cell('valid')} | {cell('last_train')} | "
-                         f"{d['diff']:+.2f} [{d['ci95'][0]:+.2f}, {d['ci95'][1]:+.2f}] |")
+                         f"{x['pairs']} | {cell('test')} | {cell('valid')} | {cell('last_train')} | {diff} |")
     return "\n".join(lines) + "\n"
 
 

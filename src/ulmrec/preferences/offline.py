@@ -149,7 +149,7 @@ class TitlesExtractor:
             return None
         if s.startswith("The user prefers products like "):  # no keyword: the sentence already quotes the title
             return s
-        last = h.titles[-1]
+        last = h.titles[-1].rstrip(". ")
         if len(last) > self.max_title_chars:
-            last = last[: self.max_title_chars].rsplit(" ", 1)[0] + "..."
-        return f"{s[:-1]}; most recently they bought {last.rstrip('.')}."
+            return f"{s[:-1]}; most recently they bought {last[: self.max_title_chars].rsplit(' ', 1)[0]}..."
+        return f"{s[:-1]}; most recently they bought {last}."
