@@ -118,7 +118,7 @@ def test_prefix_sharing_finds_users_grouped_by_their_test_item():
     scattered[:] = [(f"<a_{u % 10}>", f"<b_{u}>", "<c_0>", "<d_0>") for u in range(40)]  # a group: 10 apart
     r = prefix_sharing(ds, grouped, n_boot=200)["levels"]["1"]["targets"]
     assert r["test"]["rate"] == 1.0 and r["test"]["lift"] > 5 and r["test"]["lift_ci95"][0] > 5
-    assert r["last_train"]["rate"] == 0.0
+    assert r["last_train"]["rate"] == 0.0 and r["first_train"]["rate"] == 0.0
     r = prefix_sharing(ds, scattered, n_boot=200)["levels"]["1"]["targets"]
     assert r["test"]["rate"] == 0.0
 

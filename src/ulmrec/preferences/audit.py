@@ -27,8 +27,9 @@ interval over users; the paired differences (test - untouched, test - train, ...
 
 **Index prefixes.** Users who share the first ``l`` index tokens (``l`` = 1..3): how often two of them have the
 same test item, against the same rate over all pairs of users (chance), with the same figures for the
-validation item and the last training item as the non-leaking comparison (similar users buy similar things,
-so some lift is expected without any leak). Intervals: bootstrap over prefix groups.
+validation item and the last and first training items as the non-leaking comparison (similar users buy similar
+things, so some lift is expected without any leak; a ``titles`` sentence quotes the last training title, so for
+those the first is the cleaner control). Intervals: bootstrap over prefix groups.
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ TARGETS = ("valid", "test", "train", "untouched")
 _TOKEN = re.compile(r"[a-z0-9]+")
 #: (first arm, second arm) of the paired differences reported.
 PAIRS = (("test", "untouched"), ("valid", "untouched"), ("test", "train"), ("valid", "train"))
+#: Training items whose sharing is the non-leaking comparison in the prefix analysis.
+CONTROLS = ("last_train", "first_train")
 #: The framing words of preference sentences ("The user prefers ..., especially from ...; most recently they
 #: bought ...; their reviews mention ...; they rate their purchases highly"): ignored in a sentence, so that a
 #: title that happens to contain "Especially" does not count as quoted.
@@ -297,13 +300,16 @@ def sentence_matches(ds: Dataset, sentences: dict[int, str], seed: int = 0, null
 
 
 def prefix_sharing(ds: Dataset, codes: np.ndarray, seed: int = 0, n_boot: int = 1000, levels: int = 3) -> dict:
-    """How often users sharing an index prefix share their test / validation / last training item, vs chance."""
+    """How often users sharing an index prefix share their test / validation / last and first training item,
+    vs chance (all pairs of users). The training items are the non-leaking comparison; the last one is also
+    what a ``titles`` sentence quotes, so the first one is the cleaner control there."""
     rng = np.random.default_rng(seed)
     have = np.array([c is not None for c in codes])
     users = np.flatnonzero(have)
     seqs = ds.sequences
     targets = {"test": np.array([seqs[u][-1] for u in users]), "valid": np.array([seqs[u][-2] for u in users]),
-               "last_train": np.array([seqs[u][-3] for u in users])}
+               "last_train": np.array([seqs[u][-3] for u in users]),
+               "first_train": np.array([seqs[u][0] for u in users])}
     names = list(targets)
 
     def pairs_same(keys: np.ndarray) -> int:
@@ -337,13 +343,14 @@ def prefix_sharing(ds: Dataset, codes: np.ndarray, seed: int = 0, n_boot: int = 
             res["targets"][t] = {"rate": float(point[j]), "ci95": _pct(reps[:, j]),
                                  "lift": float(point[j] / chance[t]) if chance[t] else None, "lift_ci95": _pct(lift)}
         for t in ("test", "valid"):
-            if not (chance[t] and chance["last_train"]):
-                res[f"lift_{t}-lift_last_train"] = {"diff": None, "ci95": [float("nan"), float("nan")]}
-                continue
-            a = reps[:, names.index(t)] / chance[t]
-            b = reps[:, names.index("last_train")] / chance["last_train"]
-            pa = point[names.index(t)] / chance[t] - point[names.index("last_train")] / chance["last_train"]
-            res[f"lift_{t}-lift_last_train"] = {"diff": float(pa), "ci95": _pct(a - b)}
+            for c in CONTROLS:
+                if not (chance[t] and chance[c]):
+                    res[f"lift_{t}-lift_{c}"] = {"diff": None, "ci95": [float("nan"), float("nan")]}
+                    continue
+                a = reps[:, names.index(t)] / chance[t]
+                b = reps[:, names.index(c)] / chance[c]
+                pa = point[names.index(t)] / chance[t] - point[names.index(c)] / chance[c]
+                res[f"lift_{t}-lift_{c}"] = {"diff": float(pa), "ci95": _pct(a - b)}
         out["levels"][str(lvl)] = res
     return out
 
@@ -420,10 +427,11 @@ def to_markdown(result: dict, level: int = 2) -> str:
         lines += ["", f"{h}# Users sharing an index prefix: `{name}`", "",
                   f"Pairs of users with the same item, per 10,000 pairs; chance (all {r['users']} users' pairs): "
                   f"test {1e4 * ch['test']:.2f}, validation {1e4 * ch['valid']:.2f}, last training "
-                  f"{1e4 * ch['last_train']:.2f}. Lift = rate / chance; bootstrap 95 % intervals over prefix "
-                  "groups.", "",
+                  f"{1e4 * ch['last_train']:.2f}, first training {1e4 * ch['first_train']:.2f}. Lift = rate / "
+                  "chance; bootstrap 95 % intervals over prefix groups.", "",
                   "| prefix | groups (with pairs) | pairs | same test item: rate, lift | same validation item | "
-                  "same last training item | lift test - lift last training |", "|---|---:|---:|---:|---:|---:|---:|"]
+                  "same last training item | same first training item | lift test - lift last training | "
+                  "lift test - lift first training |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for lvl, x in r["levels"].items():
             t = x["targets"]
 
@@ -431,10 +439,14 @@ def to_markdown(result: dict, level: int = 2) -> str:
                 lift = t[k]["lift"]
                 return (f"{1e4 * t[k]['rate']:.2f}, x{lift:.2f} [{t[k]['lift_ci95'][0]:.2f}, "
                         f"{t[k]['lift_ci95'][1]:.2f}]" if lift is not None else f"{1e4 * t[k]['rate']:.2f}")
-            d = x["lift_test-lift_last_train"]
-            diff = "n/a" if d["diff"] is None else f"{d['diff']:+.2f} [{d['ci95'][0]:+.2f}, {d['ci95'][1]:+.2f}]"
+            diffs = []
+            for c in CONTROLS:
+                d = x[f"lift_test-lift_{c}"]
+                diffs.append("n/a" if d["diff"] is None else
+                             f"{d['diff']:+.2f} [{d['ci95'][0]:+.2f}, {d['ci95'][1]:+.2f}]")
             lines.append(f"| {lvl} token{'s' if lvl != '1' else ''} | {x['groups']} ({x['groups_with_pairs']}) | "
-                         f"{x['pairs']} | {cell('test')} | {cell('valid')} | {cell('last_train')} | {diff} |")
+                         f"{x['pairs']} | {cell('test')} | {cell('valid')} | {cell('last_train')} | "
+                         f"{cell('first_train')} | {' | '.join(diffs)} |")
     return "\n".join(lines) + "\n"
 
 
