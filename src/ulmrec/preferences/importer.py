@@ -21,10 +21,11 @@ log = logging.getLogger("ulmrec")
 #: What the report says about imported sentences. Which reviews they were made from is outside this project's
 #: control; for the authors' release the data's SOURCE.md documents the likely answer.
 LEAKAGE_NOTE = ("Imported sentences were written outside this project, so which reviews they were made from "
-                "cannot be checked here. The authors' GPT-3.5 sentences (shipped with the *-ulmrec data) were most "
-                "likely made from ALL of a user's reviews, including those of the validation and test items (see "
-                "the data's SOURCE.md), so they may carry information about held-out items. For sentences made "
-                "from training reviews only, use preferences.mode=api (or offline).")
+                "cannot be checked here. The authors' GPT-3.5 sentences (shipped with the *-ulmrec data) were made "
+                "from ALL of a user's reviews, including those of the validation and test items: they match the "
+                "held-out items as often as the training items (`ulmrec audit`, benchmarks/results/leakage_*.md), "
+                "so results that use them see the test period. For sentences made from training data only, use "
+                "preferences.mode=titles (no reviews in the data), offline or api.")
 
 
 def _source_name(provenance: str) -> str:

@@ -88,6 +88,8 @@ def _import(cfg: Config, ds: Dataset, run_dir: Path, histories: list[UserHistory
                for h in histories]
     report["import"] = info
     report["leakage_note"] = LEAKAGE_NOTE
+    log.warning("preferences: imported sentences are not known to be training-only (the shipped Beauty/Games ones "
+                "see the test period; `ulmrec audit` measures it); preferences.mode=titles is leak-free")
     return records
 
 
