@@ -15,7 +15,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ranker"))
 from ranker_helpers import LETTERS, NOT_RETRIEVED, build_tiny_llama, make_run_dir, tiny_config  # noqa: E402
 
 from ulmrec.evaluation.metrics import metrics_from_ranks  # noqa: E402
-from ulmrec.evaluation.stage import LLAMAREC, RETRIEVER, ULMREC, ULMREC_UID, retriever_ranks  # noqa: E402
+from ulmrec.evaluation.stage import (  # noqa: E402
+    FUSED,
+    LLAMAREC,
+    RETRIEVER,
+    SHUFFLED,
+    ULMREC,
+    ULMREC_UID,
+    ZERO_SHOT,
+    retriever_ranks,
+)
 from ulmrec.pipeline import get_stage, run_stage  # noqa: E402
 
 
@@ -32,7 +41,7 @@ def evaluated(tmp_path_factory):
 def test_tables_side_by_side(evaluated):
     run_dir, _, _, _ = evaluated
     res = json.loads((run_dir / "evaluate" / "results.json").read_text())
-    assert list(res["models"]) == [RETRIEVER, ULMREC, ULMREC_UID, LLAMAREC]
+    assert list(res["models"]) == [RETRIEVER, ZERO_SHOT, LLAMAREC, ULMREC, FUSED, ULMREC_UID, SHUFFLED]
     n_users = 8
     assert res["test_users"] == n_users and res["rank_users"] == n_users - len(NOT_RETRIEVED)
     assert res["coverage"] == pytest.approx((n_users - len(NOT_RETRIEVED)) / n_users)
@@ -46,7 +55,28 @@ def test_tables_side_by_side(evaluated):
             assert entry["Overall"][key] == pytest.approx(value * res["coverage"])
     # the fixture puts user u's target at candidate position u % LETTERS
     assert ranks[RETRIEVER].tolist() == [u % LETTERS for u in ranks["user_idx"]]
-    assert "**Overall**" in (run_dir / "evaluate" / "results.md").read_text()
+    md = (run_dir / "evaluate" / "results.md").read_text()
+    assert "**Overall**" in md and "**Paired differences" in md and "**Predicted letters**" in md
+
+
+def test_paired_intervals_letters_fusion_and_position_check(evaluated):
+    run_dir, cfg, _, _ = evaluated
+    res = json.loads((run_dir / "evaluate" / "results.json").read_text())
+    ranks = pd.read_parquet(run_dir / "evaluate" / "ranks.parquet")
+    for name in (ZERO_SHOT, LLAMAREC, ULMREC, FUSED, SHUFFLED):
+        d = res["paired"][f"{name} - {RETRIEVER}"]["NDCG@10"]
+        assert d["lo"] <= d["mean"] <= d["hi"]
+        per_user = np.where((ranks[name] >= 0) & (ranks[name] < 10), 1 / np.log2(ranks[name] + 2), 0)
+        ref = np.where((ranks[RETRIEVER] >= 0) & (ranks[RETRIEVER] < 10), 1 / np.log2(ranks[RETRIEVER] + 2), 0)
+        assert d["mean"] == pytest.approx(float(np.mean(per_user - ref)))
+    assert f"{ULMREC} - {LLAMAREC}" in res["paired"]
+    for name, counts in res["letter_histogram"].items():
+        assert len(counts) == LETTERS and sum(counts) == res["scored_rank_users"], name
+    assert (run_dir / "evaluate" / "letters.png").stat().st_size > 1000
+    f = res["fusion"]
+    assert f["weight"] in cfg.evaluate.fusion_grid and f["valid_users"] > 0
+    if f["weight"] == 0:  # w = 0 is the LM's own order
+        assert ranks[FUSED].tolist() == ranks[ULMREC].tolist()
 
 
 def test_retriever_ranks_only_count_the_lettered_candidates():

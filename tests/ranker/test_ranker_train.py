@@ -219,3 +219,31 @@ def test_too_long_sample_is_a_config_error_before_training(tiny_llama):
 def test_sample_order_is_a_function_of_the_seed():
     a, b = sample_order(5, 12, seed=7), sample_order(5, 12, seed=7)
     assert (a == b).all() and len(a) == 12 and sorted(a[:5]) == list(range(5))
+
+
+@pytest.mark.parametrize("tie", [False, True])
+def test_index_token_rows_get_gradients_with_lora_on_top_layers_only(tiny_llama, tiny_llama_tied, tie):
+    """LoRA in the top layer alone: the backward pass must still run down to the input embedding for the
+    index-token rows (and no gradient is computed for the rows' base copy)."""
+    cfg = _cfg(tiny_llama_tied if tie else tiny_llama, lora_layers=1)
+    model, tok = build_ranker(cfg, INDEX, "cpu")
+    lora = [n for n, p in model.named_parameters() if p.requires_grad and "lora_A" in n]
+    assert lora and all(".layers.1." in n for n in lora)  # the top one of the two layers only
+    enc = encode_all(tok, [next_item_sample(0, n=4, target=1)], 1000)  # its prompt holds <a_1> <b_2>
+    response_loss(model, enc, tok.pad_token_id, "cpu").backward()
+    deltas = [p for n, p in model.named_parameters() if p.requires_grad and "trainable_tokens_delta" in n]
+    assert deltas and all(p.grad is not None and p.grad.abs().sum() > 0 for p in deltas)
+
+
+def test_shared_prefix_cache_gives_the_full_prompts_scores(tiny_llama):
+    from ulmrec.ranker.predict import common_prefix
+    from ulmrec.ranker.verbalizer import encode_prompts
+
+    torch.manual_seed(0)
+    model, tok = build_ranker(_cfg(tiny_llama), INDEX, "cpu")
+    samples = [next_item_sample(u, n=3 + u % 3, target=u % 3) for u in range(5)]
+    assert common_prefix(encode_prompts(tok, samples)) >= 4
+    full, _ = score_samples(model, tok, samples, batch_size=2, progress=False, share_prefix=False)
+    shared, _ = score_samples(model, tok, samples, batch_size=2, progress=False, share_prefix=True)
+    assert torch.allclose(torch.tensor(full), torch.tensor(shared), atol=1e-4)
+    assert (full.argsort(1) == shared.argsort(1)).all()

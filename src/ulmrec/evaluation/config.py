@@ -18,11 +18,29 @@ class EvaluateConfig:
     """(bool) Also evaluate ULMRec with the user index and candidates only, no history (paper Table 4, ULMRec-uid)."""
     chunk_users: int = 100
     """(int) Users scored between two saved partial results (an interrupted evaluation resumes from them)."""
+    zero_shot: bool = True
+    """(bool) Also score the untuned LM (LlamaRec-style prompt, no adapter): the paper's "Llama-2" row."""
+    position_check: bool = True
+    """(bool) Also score ULMRec on the same users with their candidate lists shuffled: a ranker that only
+    copies the retriever's order falls to chance there."""
+    fusion: bool = True
+    """(bool) Also report "ULMRec + retriever": log-softmax of the letter scores + w x the retriever's score,
+    w chosen on validation users only (w = 0 allowed). Beyond the paper; never replaces the ULMRec row."""
+    fusion_users: int = 200
+    """(int) Validation Rank users the fusion weight is chosen on (0 = all)."""
+    fusion_grid: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0])
+    """(list[float]) Candidate fusion weights (ties go to the smaller)."""
+    bootstrap: int = 2000
+    """(int) Bootstrap resamples of the users for the paired 95 % intervals."""
 
     def __post_init__(self) -> None:
         if not self.ks or any(k < 1 for k in self.ks):
             raise ValueError(f"evaluate.ks must be a non-empty list of cut-offs >= 1, got {self.ks}")
         if self.max_users < 0:
             raise ValueError(f"evaluate.max_users must be >= 0 (0 = all), got {self.max_users}")
+        if self.fusion_users < 0 or self.bootstrap < 100:
+            raise ValueError("evaluate.fusion_users must be >= 0 and evaluate.bootstrap >= 100")
+        if not self.fusion_grid or any(w < 0 for w in self.fusion_grid):
+            raise ValueError(f"evaluate.fusion_grid must be a non-empty list of weights >= 0, got {self.fusion_grid}")
         if self.chunk_users < 1:
             raise ValueError(f"evaluate.chunk_users must be >= 1, got {self.chunk_users}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from ulmrec.pipeline import Stage
 log = logging.getLogger("ulmrec")
 
 ULMREC, LLAMAREC, ULMREC_UID, RETRIEVER = "ULMRec", "LlamaRec-style", "ULMRec-uid (no history)", "Retriever order"
+ZERO_SHOT, FUSED, SHUFFLED = "Zero-shot (untuned LM)", "ULMRec + retriever", "ULMRec, candidates shuffled"
 
 
 def _adapters(cfg: Config, run_dir: Path) -> list[tuple[str, Path, str]]:
@@ -79,7 +81,7 @@ def score_in_chunks(ranker, samples, cfg: Config, parts: Path, name: str) -> tup
     parts.mkdir(parents=True, exist_ok=True)
     step = cfg.evaluate.chunk_users
     chunks, seconds = [], 0.0
-    slug = name.split(" ")[0].lower()
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
     for i, start in enumerate(range(0, len(samples), step)):
         npy, meta = parts / f"{slug}_{i:05d}.npy", parts / f"{slug}_{i:05d}.json"
         if npy.exists() and meta.exists():
@@ -99,18 +101,46 @@ def score_in_chunks(ranker, samples, cfg: Config, parts: Path, name: str) -> tup
     return (np.concatenate(padded) if padded else np.zeros((0, 0), np.float32)), seconds
 
 
+def _retriever_scores(cands: pd.DataFrame, samples, n: int) -> np.ndarray:
+    """The retriever's own scores of each sample's lettered candidates (the ``scores`` column of the candidate
+    file; its position, ``-log(position + 1)``, when the file has none), in letter order."""
+    from ulmrec.evaluation.stats import retriever_rank_scores
+
+    by_user = cands.set_index("user_idx")
+    out = np.full((len(samples), n), -np.inf, dtype=np.float64)
+    for i, s in enumerate(samples):
+        row = by_user.loc[s.user_idx]
+        if [int(c) for c in row["candidates"][:n]] != list(s.candidates):
+            raise RuntimeError("a prompt's candidates are not the retriever's list in order")  # a bug, not input
+        out[i, :len(s.candidates)] = (np.asarray(row["scores"][:n], dtype=np.float64) if "scores" in by_user
+                                      else retriever_rank_scores(n)[:len(s.candidates)])
+    return out
+
+
+def _shuffled(cands: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
+    """The candidate file with every user's first ``n`` candidates permuted (the position check)."""
+    from ulmrec.evaluation.stats import position_check_permutations
+
+    perm = position_check_permutations(len(cands), n, seed)
+    lists = [[int(c) for c in np.asarray(row)[:n][p]] for row, p in zip(cands["candidates"], perm, strict=True)]
+    out = cands.assign(candidates=lists)
+    return out.drop(columns=["scores"]) if "scores" in out else out
+
+
 def _build(cfg: Config, run_dir: Path, out: Path) -> dict:
     import dataclasses
 
     from ulmrec.data.dataset import Dataset
+    from ulmrec.evaluation import stats
     from ulmrec.ranker.engine import Ranker, base_title_cutter, load_identities
     from ulmrec.ranker.predict import ranks_from_scores
     from ulmrec.tasks import build_eval_samples
     from ulmrec.utils import resolve_device
 
     run_dir = Path(run_dir)
+    ev = cfg.evaluate
     device = resolve_device(cfg.device)
-    ks = list(cfg.evaluate.ks)
+    ks = list(ev.ks)
     n = cfg.tasks.num_candidates
     ds = Dataset.load(run_dir)
     cands = pd.read_parquet(run_dir / "retrieval" / "candidates_test.parquet").sort_values("user_idx", kind="stable")
@@ -119,18 +149,17 @@ def _build(cfg: Config, run_dir: Path, out: Path) -> dict:
     identities = load_identities(cfg, ds, run_dir)
     cut = base_title_cutter(cfg.ranker)
 
-    results: dict[str, dict] = {}
-    per_user: pd.DataFrame | None = None
-    for name, adapter, prompt in _adapters(cfg, run_dir):
+    def samples_for(prompt: str, frame: pd.DataFrame = cands, split: str = "test", max_users: int = ev.max_users):
         tasks = dataclasses.replace(cfg.tasks, prompt=prompt)
-        samples = build_eval_samples(ds, "test", cands, tasks, identities={} if prompt == "no_index" else identities,
-                                     title_fn=cut, prompt=prompt, max_users=cfg.evaluate.max_users, seed=cfg.seed)
-        t0 = time.perf_counter()
-        ranker = Ranker.load(cfg.ranker, adapter, device)
-        load_s = time.perf_counter() - t0
-        scores, seconds = score_in_chunks(ranker, samples, cfg, out / "parts", name)
-        del ranker
-        ranks = ranks_from_scores(scores, samples)
+        return build_eval_samples(ds, split, frame, tasks, identities={} if prompt == "no_index" else identities,
+                                  title_fn=cut, prompt=prompt, max_users=max_users, seed=cfg.seed)
+
+    results: dict[str, dict] = {}
+    scores_by: dict[str, np.ndarray] = {}
+    per_user: pd.DataFrame | None = None
+
+    def record(name: str, samples, scores: np.ndarray, seconds: float, load_s: float) -> None:
+        nonlocal per_user
         users = np.array([s.user_idx for s in samples], dtype=np.int64)
         if per_user is None:
             targets = [s.candidates[s.target] for s in samples]
@@ -139,25 +168,66 @@ def _build(cfg: Config, run_dir: Path, out: Path) -> dict:
                                      RETRIEVER: retriever_ranks(sub.reset_index(), n)})
         elif not np.array_equal(per_user["user_idx"].to_numpy(), users):
             raise RuntimeError("the evaluated users differ between models")  # build_eval_samples is deterministic
-        per_user[name] = ranks
+        per_user[name] = ranks_from_scores(scores, samples)
+        scores_by[name] = scores
         results[name] = {"seconds_per_user": round(seconds / max(1, len(samples)), 4),
                          "load_seconds": round(load_s, 2), "scored_users": len(samples)}
+
+    def run_model(name: str, adapter: Path | None, prompt: str, frame: pd.DataFrame = cands):
+        samples = samples_for(prompt, frame)
+        t0 = time.perf_counter()
+        ranker = (Ranker.load(cfg.ranker, adapter, device) if adapter is not None
+                  else Ranker.build(cfg.ranker, (), device))  # untuned: LoRA B = 0, no added tokens
+        load_s = time.perf_counter() - t0
+        scores, seconds = score_in_chunks(ranker, samples, cfg, out / "parts", name)
+        record(name, samples, scores, seconds, load_s)
+        return ranker, samples
+
+    ulmrec_ranker = ulmrec_samples = None
+    for name, adapter, prompt in _adapters(cfg, run_dir):
+        ranker, samples = run_model(name, adapter, prompt)
+        if name == ULMREC:
+            ulmrec_ranker, ulmrec_samples = ranker, samples
+        else:
+            del ranker
+    if ev.zero_shot:
+        run_model(ZERO_SHOT, None, "no_index")
+    if ev.position_check and ulmrec_ranker is not None:
+        shuffled = samples_for(cfg.tasks.prompt, _shuffled(cands, n, cfg.seed))
+        scores, seconds = score_in_chunks(ulmrec_ranker, shuffled, cfg, out / "parts", SHUFFLED)
+        record(SHUFFLED, shuffled, scores, seconds, 0.0)
+    fusion = None
+    if ev.fusion and ulmrec_ranker is not None:
+        fusion = _fusion(cfg, run_dir, ulmrec_ranker, samples_for, n)
+        fused = stats.fuse(scores_by[ULMREC], _retriever_scores(cands, ulmrec_samples, n), fusion["weight"])
+        record(FUSED, ulmrec_samples, fused, results[ULMREC]["seconds_per_user"] * len(ulmrec_samples), 0.0)
+    del ulmrec_ranker
     if per_user is None:
         raise ConfigError("nothing to evaluate")
-    subset = cfg.evaluate.max_users and len(per_user) < int((all_ranks >= 0).sum())
+
+    subset = ev.max_users and len(per_user) < int((all_ranks >= 0).sum())
     results[RETRIEVER] = {"seconds_per_user": 0.0, "scored_users": len(per_user)}
     missed = np.full(int((all_ranks < 0).sum()), -1, dtype=np.int64)
-    for name in [RETRIEVER] + [a[0] for a in _adapters(cfg, run_dir)]:
+    order = [RETRIEVER] + [k for k in (ZERO_SHOT, LLAMAREC, ULMREC, FUSED, ULMREC_UID, SHUFFLED) if k in results]
+    for name in order:
         rank = metrics_from_ranks(per_user[name].to_numpy(), ks)
         if subset:
             overall = overall_from_rank(rank, coverage)
         else:  # every Rank user scored: the users the retriever missed are appended as misses
             overall = rank_and_overall(np.concatenate([per_user[name].to_numpy(), missed]), ks)["Overall"]
         results[name].update(Rank=rank, Overall=overall)
-    order = [RETRIEVER] + [a[0] for a in _adapters(cfg, run_dir)]
+    metrics = [f"{m}@{k}" for k in ks for m in ("NDCG", "Recall", "MRR")]
+    extra = [(ULMREC, LLAMAREC), (FUSED, ULMREC), (ULMREC, ZERO_SHOT), (ULMREC, SHUFFLED)]
+    paired = stats.paired_table({k: per_user[k].to_numpy() for k in order}, reference=RETRIEVER,
+                                extra_pairs=[p for p in extra if p[0] in results and p[1] in results],
+                                metrics=metrics, n_boot=ev.bootstrap, seed=cfg.seed)
+    hist = {k: stats.letter_histogram(v) for k, v in scores_by.items() if k != FUSED}
+    stats.plot_letter_histograms(hist, out / "letters.png")
     summary = {"test_users": len(cands), "rank_users": int((all_ranks >= 0).sum()), "scored_rank_users": len(per_user),
                "coverage": coverage, "subset": bool(subset), "num_candidates": n, "device": device,
-               "model": cfg.ranker.model, "models": {k: results[k] for k in order}}
+               "model": cfg.ranker.model, "models": {k: results[k] for k in order}, "paired": paired,
+               "letter_histogram": {k: [int(c) for c in v] for k, v in hist.items()}, "fusion": fusion,
+               "preferences": _preference_note(run_dir)}
     write_json(out / "results.json", summary)
     write_text(out / "results.md", results_markdown(summary, ks))
     write_parquet(out / "ranks.parquet", per_user)
@@ -165,6 +235,33 @@ def _build(cfg: Config, run_dir: Path, out: Path) -> dict:
     return {name: {"Rank NDCG@10": results[name]["Rank"].get("NDCG@10"),
                    "Overall NDCG@10": results[name]["Overall"].get("NDCG@10"),
                    "s/user": results[name]["seconds_per_user"]} for name in order}
+
+
+def _fusion(cfg: Config, run_dir: Path, ranker, samples_for, n: int) -> dict:
+    """The fusion weight w of "ULMRec + retriever", chosen on validation users only (w = 0 allowed)."""
+    from ulmrec.evaluation import stats
+
+    valid_cands = pd.read_parquet(run_dir / "retrieval" / "candidates_valid.parquet")
+    samples = samples_for(cfg.tasks.prompt, valid_cands, "valid", cfg.evaluate.fusion_users)
+    lm, _ = ranker.score(samples, desc="fusion weight (validation)")
+    retr = _retriever_scores(valid_cands, samples, n)
+    w, by_w = stats.choose_fusion_weight(lm, retr, [s.target for s in samples], grid=cfg.evaluate.fusion_grid)
+    return {"weight": w, "valid_users": len(samples), "valid_NDCG@10_by_weight": {str(k): v for k, v in by_w.items()},
+            "retriever_scores": "candidate file scores" if "scores" in valid_cands else "-log(position + 1)"}
+
+
+def _preference_note(run_dir: Path) -> str:
+    """Which preference sentences the ULMRec prompts' inputs came from (the shipped GPT-3.5 ones see the
+    test period: README, leakage audit)."""
+    from ulmrec.io import read_json
+
+    report = run_dir / "preferences" / "report.json"
+    if report.exists():
+        info = read_json(report)
+        return str(info.get("provenance") or info.get("mode") or "preferences stage")
+    if (run_dir / "data" / "source_preferences.parquet").exists():
+        return "shipped with the data (GPT-3.5, written from all reviews: they see the validation and test period)"
+    return "none"
 
 
 def results_markdown(summary: dict, ks: list[int]) -> str:
@@ -179,6 +276,22 @@ def results_markdown(summary: dict, ks: list[int]) -> str:
              "| model | s/user | load s |", "|---|---|---|"]
     for k, v in models.items():
         lines.append(f"| {k} | {v['seconds_per_user']:.4f} | {v.get('load_seconds', 0.0):.1f} |")
+    if summary.get("paired"):
+        from ulmrec.evaluation.stats import paired_markdown
+
+        lines += ["", "**Paired differences on the same users** (mean, bootstrap 95 % interval; bold: the interval "
+                  "excludes 0)", "", paired_markdown(summary["paired"])]
+    if summary.get("fusion"):
+        f = summary["fusion"]
+        lines += ["", f"Fusion weight w = {f['weight']} (chosen on {f['valid_users']} validation users; retriever "
+                  f"scores: {f['retriever_scores']})."]
+    if summary.get("letter_histogram"):
+        from ulmrec.evaluation.stats import letter_histogram_markdown
+
+        lines += ["", "**Predicted letters** (argmax per user; letters.png)", "",
+                  letter_histogram_markdown(summary["letter_histogram"])]
+    if summary.get("preferences"):
+        lines += ["", f"Preference sentences used by the ULMRec prompts: {summary['preferences']}."]
     return "\n".join(lines) + "\n"
 
 

@@ -51,10 +51,11 @@ class RankerConfig:
     """(int) Linear warm-up steps (capped at a tenth of the step budget)."""
     batch_size: int = 16
     """(int) Samples per optimisation step (LlamaRec: 12-16)."""
-    micro_batch_size: int = 4
+    micro_batch_size: int = 1
     """(int) Samples per forward pass (gradient accumulation fills batch_size). A step's samples are sorted by
     length before they are cut into micro-batches, so padding stays small; only the response positions'
-    hidden states go through the LM head."""
+    hidden states go through the LM head. On this CPU 1 is fastest (benchmarks/results/ranker_speed.md);
+    raise it on a GPU."""
     epochs: float = 1.0
     """(float) Passes over the training samples when max_steps is 0 (paper: 1)."""
     max_steps: int = 0
@@ -76,8 +77,14 @@ class RankerConfig:
     max_length: int = 1536
     """(int) Longest tokenized sample (prompt + response) allowed; longer ones are a ConfigError before
     training (LlamaRec: 1536). Must not exceed the model's context length."""
-    score_batch_size: int = 4
-    """(int) Prompts per forward pass when scoring candidates."""
+    score_batch_size: int = 1
+    """(int) Prompts per forward pass when scoring candidates (length-sorted). On this CPU 1 is as fast as 4
+    and faster than 8 (benchmarks/results/ranker_speed.md); raise it on a GPU."""
+    share_prefix: bool = False
+    """(bool) Scoring: run the token prefix that all prompts share (the instruction) through the model once
+    and reuse its key/value cache; the scores equal the full prompts' up to float rounding. Off by default:
+    on this CPU it was 6 % slower at batch 1 (the cached path loses SDPA's causal fast path), see
+    benchmarks/results/ranker_speed.md; it may pay on a GPU with long shared prefixes."""
     baseline: bool = True
     """(bool) Also train a LlamaRec-style ranker (same LM, next-item task only, no user index) as a second
     adapter, for the evaluation stage's side-by-side table."""

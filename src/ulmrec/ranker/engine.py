@@ -112,7 +112,7 @@ class Ranker:
         from ulmrec.ranker.predict import score_samples
 
         return score_samples(self.model, self.tokenizer, samples, batch_size or self.cfg.score_batch_size,
-                             self.device, progress=progress, desc=desc)
+                             self.device, progress=progress, desc=desc, share_prefix=self.cfg.share_prefix)
 
     def ranks(self, samples: Sequence[Sample], **kwargs) -> np.ndarray:
         """0-based rank of each sample's target under :meth:`score`."""

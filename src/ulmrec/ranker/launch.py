@@ -11,6 +11,7 @@ directory only when the stage finishes.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 from pathlib import Path
 
@@ -32,9 +33,14 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = Path(cfg.run_dir)
     state = PartialState()
     partial = run_dir / f".{STAGE.name}.partial"
-    if state.is_main_process:
+    lock = contextlib.nullcontext()
+    if state.is_main_process:  # the main process holds the run directory's lock, like every stage command
         import shutil
 
+        from ulmrec.runlock import run_lock
+
+        lock = run_lock(run_dir, "python -m ulmrec.ranker.launch")
+        lock.__enter__()
         fp = fingerprint(stage_fingerprint(STAGE, cfg, run_dir))
         marker = partial / ".fingerprint"
         if partial.exists() and (not marker.exists() or marker.read_text() != fp):
@@ -42,10 +48,13 @@ def main(argv: list[str] | None = None) -> int:
         partial.mkdir(parents=True, exist_ok=True)
         marker.write_text(fp)
     state.wait_for_everyone()
-    check_settings(cfg)
-    train_one(cfg, run_dir, partial, baseline=False)
-    if cfg.ranker.baseline:
-        train_one(cfg, run_dir, partial / BASELINE_DIR, baseline=True)
+    try:
+        check_settings(cfg)
+        train_one(cfg, run_dir, partial, baseline=False)
+        if cfg.ranker.baseline:
+            train_one(cfg, run_dir, partial / BASELINE_DIR, baseline=True)
+    finally:
+        lock.__exit__(None, None, None)
     if state.is_main_process:
         print(f"trained into {partial}; now run `ulmrec train` with the same settings to complete the stage")
     return 0

@@ -52,6 +52,49 @@ def last_hidden(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) ->
     return out.last_hidden_state[:, -1, :]
 
 
+def common_prefix(encoded: list[list[int]]) -> int:
+    """Length of the token prefix every prompt shares, leaving each prompt at least one token of its own."""
+    if not encoded:
+        return 0
+    first, n = encoded[0], min(len(e) for e in encoded) - 1
+    for e in encoded[1:]:
+        k = 0
+        while k < n and e[k] == first[k]:
+            k += 1
+        n = k
+    return max(n, 0)
+
+
+@torch.no_grad()
+def prefix_cache(model, prefix: list[int], device: str) -> tuple:
+    """The decoder's key/value cache of a shared prompt prefix, as per-layer ``(key, value)`` tensors."""
+    decoder, _ = lm_parts(model)
+    ids = torch.as_tensor([prefix], device=device)
+    out = decoder(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True)
+    return tuple((k, v) for k, v in out.past_key_values.to_legacy_cache())
+
+
+@torch.no_grad()
+def last_hidden_after_prefix(model, cache: tuple, prefix_len: int, input_ids: torch.Tensor,
+                             attention_mask: torch.Tensor) -> torch.Tensor:
+    """Like :func:`last_hidden` for prompts that all start with the cached prefix: ``input_ids`` (B, S) are the
+    left-padded rest. The padding sits between prefix and rest and is masked out; positions continue from the
+    prefix, so the result equals the full prompt's (up to float rounding)."""
+    from transformers import DynamicCache
+
+    decoder, _ = lm_parts(model)
+    b = input_ids.shape[0]
+    past = DynamicCache.from_legacy_cache(tuple((k.expand(b, -1, -1, -1).contiguous(), v.expand(b, -1, -1, -1).contiguous())
+                                                for k, v in cache))
+    mask = torch.cat([torch.ones((b, prefix_len), dtype=attention_mask.dtype, device=attention_mask.device),
+                      attention_mask], dim=1)
+    position_ids = prefix_len + (attention_mask.cumsum(-1) - 1).clamp(min=0)
+    cache_position = torch.arange(prefix_len, prefix_len + input_ids.shape[1], device=input_ids.device)
+    out = decoder(input_ids=input_ids, attention_mask=mask, position_ids=position_ids, past_key_values=past,
+                  cache_position=cache_position, use_cache=True)
+    return out.last_hidden_state[:, -1, :]
+
+
 @torch.no_grad()
 def answer_logits(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """(B, T) left-padded prompts -> (B, V) logits at the last position (every vocabulary entry)."""
@@ -61,8 +104,12 @@ def answer_logits(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) 
 
 @torch.no_grad()
 def score_encoded(model, encoded: list[list[int]], counts: list[int], letters: list[int], pad_id: int,
-                  batch_size: int = 4, device: str = "cpu", progress: bool = True, desc: str = "scoring") -> np.ndarray:
-    """Letter scores ``(N, C)`` of already tokenized prompts (-inf past a sample's ``counts`` candidates)."""
+                  batch_size: int = 4, device: str = "cpu", progress: bool = True, desc: str = "scoring",
+                  share_prefix: bool = False) -> np.ndarray:
+    """Letter scores ``(N, C)`` of already tokenized prompts (-inf past a sample's ``counts`` candidates).
+
+    ``share_prefix``: the token prefix all prompts share (the instruction, ~10 % of a next-item prompt) is run
+    through the decoder once and its key/value cache reused by every batch."""
     out = np.full((len(encoded), len(letters)), -np.inf, dtype=np.float32)
     if not encoded:
         return out
@@ -72,11 +119,17 @@ def score_encoded(model, encoded: list[list[int]], counts: list[int], letters: l
     order = np.argsort([-len(e) for e in encoded], kind="stable")  # longest first: memory peaks at once
     was_training = model.training
     model.eval()
+    p = common_prefix(encoded) if share_prefix else 0
+    cache = prefix_cache(model, encoded[0][:p], device) if p >= 4 else None
     bar = tqdm(total=len(encoded), desc=desc, disable=not progress, leave=False)
     for start in range(0, len(encoded), batch_size):
         idx = order[start:start + batch_size]
-        ids, mask = _left_pad([encoded[i] for i in idx], pad_id)
-        h = last_hidden(model, ids.to(device), mask.to(device)).float()  # (b, H)
+        if cache is not None:
+            ids, mask = _left_pad([encoded[i][p:] for i in idx], pad_id)
+            h = last_hidden_after_prefix(model, cache, p, ids.to(device), mask.to(device)).float()  # (b, H)
+        else:
+            ids, mask = _left_pad([encoded[i] for i in idx], pad_id)
+            h = last_hidden(model, ids.to(device), mask.to(device)).float()  # (b, H)
         scores = (h @ rows.T).cpu()  # (b, C)
         n = torch.as_tensor([counts[i] for i in idx])[:, None]
         out[idx] = scores.masked_fill(cols >= n, float("-inf")).numpy()
@@ -87,8 +140,8 @@ def score_encoded(model, encoded: list[list[int]], counts: list[int], letters: l
 
 
 def score_samples(model, tokenizer, samples: Sequence[Sample], batch_size: int = 4, device: str = "cpu",
-                  progress: bool = True, desc: str = "scoring",
-                  encoded: list[list[int]] | None = None) -> tuple[np.ndarray, float]:
+                  progress: bool = True, desc: str = "scoring", encoded: list[list[int]] | None = None,
+                  share_prefix: bool = False) -> tuple[np.ndarray, float]:
     """Scores ``(N, C)`` for the lettered candidates of each sample (-inf past a sample's candidates), and the
     wall-clock seconds spent (tokenizing included unless ``encoded`` prompts are given)."""
     t0 = time.perf_counter()
@@ -98,7 +151,7 @@ def score_samples(model, tokenizer, samples: Sequence[Sample], batch_size: int =
     letters = letter_token_ids(tokenizer, max(counts))
     encoded = encode_prompts(tokenizer, samples) if encoded is None else encoded
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    out = score_encoded(model, encoded, counts, letters, pad, batch_size, device, progress, desc)
+    out = score_encoded(model, encoded, counts, letters, pad, batch_size, device, progress, desc, share_prefix)
     return out, time.perf_counter() - t0
 
 

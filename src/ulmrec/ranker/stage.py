@@ -25,6 +25,7 @@ from ulmrec.ranker.engine import (
     set_threads,
     title_cutter,
 )
+from ulmrec.tasks.config import RETRIEVER_MODES
 
 log = logging.getLogger("ulmrec")
 
@@ -55,7 +56,7 @@ def _inputs(cfg: Config, run_dir: Path) -> list[Path]:
              run_dir / "retrieval" / "candidates_valid.parquet"]
     if cfg.tasks.identity == "index":
         files.append(run_dir / "index" / "user_index.parquet")
-    if cfg.tasks.train_candidates == "retriever":
+    if cfg.tasks.train_candidates in RETRIEVER_MODES:
         files.append(run_dir / "retrieval" / "candidates_train.parquet")
     for optional in (run_dir / "preferences" / "preferences.parquet", run_dir / "data" / "source_preferences.parquet"):
         if optional.exists():
@@ -80,7 +81,7 @@ def build_samples(cfg: Config, run_dir: Path, tokenizer, baseline: bool = False)
     preferences = {} if baseline else load_preferences(ds, run_dir)
     cut = title_cutter(tokenizer, cfg.ranker.max_title_tokens)
     train_cands = None
-    if tasks.train_candidates == "retriever":
+    if tasks.train_candidates in RETRIEVER_MODES:
         train_cands = pd.read_parquet(run_dir / "retrieval" / "candidates_train.parquet")
     train, report = build_training_samples(ds, tasks, identities=identities, preferences=preferences,
                                            seed=cfg.seed, title_fn=cut, train_candidates=train_cands)

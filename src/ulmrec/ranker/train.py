@@ -240,7 +240,7 @@ def _validate(accelerator, model, tokenizer, samples: list[Sample], prompts: lis
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         scores = score_encoded(accelerator.unwrap_model(model), enc, counts, letter_token_ids(tokenizer, max(counts)),
                                pad, cfg.score_batch_size, accelerator.device, progress=accelerator.is_main_process,
-                               desc="validating")
+                               desc="validating", share_prefix=cfg.share_prefix)
     ranks = gather_object(ranks_from_scores(scores, share).tolist()) if share else gather_object([])
     return {**metrics_from_ranks(np.asarray(ranks), (5, 10)), "users": len(ranks),
             "seconds": round(time.perf_counter() - t0, 2)}
