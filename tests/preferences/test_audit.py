@@ -180,3 +180,11 @@ def test_cli_audit_writes_the_report(tmp_path, capsys):
 def test_cli_audit_rejects_bad_options(tmp_path, capsys, bad):
     assert cli_main(["audit", f"run_dir={tmp_path}", *bad]) == 2
     assert "ulmrec: error:" in capsys.readouterr().err
+
+
+def test_cli_audit_one_line_error_without_sentences(tmp_path, capsys):
+    distinct_dataset(n_users=5).save(tmp_path / "run" / "data")  # no preferences stage, none shipped
+    assert cli_main(["audit", f"run_dir={tmp_path / 'run'}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "preferences.parquet" in err and "ulmrec preferences" in err and "\n" not in err
+    assert not (tmp_path / "run" / "audit").exists()
