@@ -41,7 +41,6 @@ BUDGET = [
     "ranker.eval_every=8",
     "ranker.eval_users=8",
     "ranker.patience=0",
-    "ranker.score_batch_size=1",
     "ranker.num_threads=1",         # the box is shared: one thread avoids oversubscription
     "evaluate.max_users=40",
     "tasks.max_samples=4000",       # render only a mixed subset of the ~240k candidate samples
@@ -149,6 +148,16 @@ def markdown(out: dict) -> str:
              "## Seconds per test user (scoring, this CPU)", "", "| model | s/user |", "|---|---|"]
     for k, v in res["models"].items():
         lines.append(f"| {k} | {v['seconds_per_user']:.3f} |")
+    if res.get("paired"):
+        from ulmrec.evaluation.stats import paired_markdown
+
+        lines += ["", "## Paired differences on the same users (bootstrap 95 % intervals)", "",
+                  paired_markdown(res["paired"])]
+    if res.get("fusion"):
+        lines += ["", f"Fusion weight of ULMRec + retriever: {res['fusion']['weight']} (chosen on "
+                  f"{res['fusion']['valid_users']} validation users)."]
+    if res.get("preferences"):
+        lines += ["", f"Preference sentences: {res['preferences']}."]
     lines += ["", "Settings: " + ", ".join(f"`{o}`" for o in out["overrides"] if not o.startswith("run_dir"))]
     return "\n".join(lines)
 

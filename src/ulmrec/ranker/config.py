@@ -77,9 +77,10 @@ class RankerConfig:
     max_length: int = 1536
     """(int) Longest tokenized sample (prompt + response) allowed; longer ones are a ConfigError before
     training (LlamaRec: 1536). Must not exceed the model's context length."""
-    score_batch_size: int = 1
-    """(int) Prompts per forward pass when scoring candidates (length-sorted). On this CPU 1 is as fast as 4
-    and faster than 8 (benchmarks/results/ranker_speed.md); raise it on a GPU."""
+    score_batch_size: int = 4
+    """(int) Prompts per forward pass when scoring candidates (length-sorted, left-padded). On this CPU with
+    bf16, 4 was the fastest of 1/4/8 (0.25 s per user vs 0.30 / 0.26, benchmarks/results/ranker_speed.md);
+    raise it on a GPU."""
     share_prefix: bool = False
     """(bool) Scoring: run the token prefix that all prompts share (the instruction) through the model once
     and reuse its key/value cache; the scores equal the full prompts' up to float rounding. Off by default:

@@ -243,7 +243,7 @@ def _validate(accelerator, model, tokenizer, samples: list[Sample], prompts: lis
                                desc="validating", share_prefix=cfg.share_prefix)
     ranks = gather_object(ranks_from_scores(scores, share).tolist()) if share else gather_object([])
     return {**metrics_from_ranks(np.asarray(ranks), (5, 10)), "users": len(ranks),
-            "seconds": round(time.perf_counter() - t0, 2)}
+            "seconds": round(time.perf_counter() - t0, 2), "ranks": [int(r) for r in ranks]}
 
 
 def step_seed(seed: int, step: int) -> int:
@@ -331,6 +331,7 @@ def train_ranker(model, tokenizer, train_samples: list[Sample], valid_samples: l
         entry = {"step": state.step, "valid": metrics, "best": improved}
         state.evals.append(entry)
         _append_log(accelerator, log_path, {"event": "eval", **entry})
+        state.evals[-1] = {**entry, "valid": {k: v for k, v in metrics.items() if k != "ranks"}}  # small state
         log.info("%s: step %d valid %s=%.4f (best %.4f at step %d)", name, state.step, SELECT_METRIC, value,
                  state.best_metric, state.best_step)
         if cfg.patience and state.evals_since_best >= cfg.patience:

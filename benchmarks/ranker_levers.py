@@ -1,0 +1,182 @@
+"""Benchmark: which training lever moves the LLM ranker's validation NDCG@10 (ranker-quality issue).
+
+Every lever is one ULMRec adapter trained with the same seed and step budget on a copy of a prepared run
+(``--source``: data/, retrieval/ with candidates_train.parquet, index/), two at a time (one per core, one
+thread each). Each adapter (the best validation checkpoint on the ``ranker.eval_users`` selection users, step
+0 included) is then scored on every validation Rank user; rows are compared with the paired bootstrap on those
+same users, against the first lever (the reference recipe) and against the retriever's own order. Test users
+are never read::
+
+    .venv/bin/python benchmarks/ranker_levers.py --source runs/sample-base --steps 300
+
+Writes ``benchmarks/results/ranker_levers.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import REPO, header, save  # noqa: E402
+
+LEVERS = {
+    "reference: sampled candidates, Eq. 7 loss, lr 1e-3": [],
+    "today's engine path (fp32 weights, LoRA on all layers)": ["ranker.dtype=float32", "ranker.lora_layers=0"],
+    "retriever top-20 candidates (retriever order)": ["tasks.train_candidates=retriever", "tasks.shuffle_candidates=false"],
+    "retriever top-20, shuffled": ["tasks.train_candidates=retriever_shuffled"],
+    "list-wise loss over the letters": ["ranker.next_item_loss=listwise"],
+    "retriever order + list-wise loss": ["tasks.train_candidates=retriever", "tasks.shuffle_candidates=false",
+                                         "ranker.next_item_loss=listwise"],
+}
+
+
+def slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")[:40]
+
+
+def one(name: str, source: str, overrides: list[str]) -> int:
+    """Train one lever (``ulmrec train``, skipped when current) and save its validation ranks."""
+    from ulmrec.config import load_config
+    from ulmrec.io import write_json
+    from ulmrec.pipeline import get_stage, run_stage
+
+    run_dir = REPO / "runs" / "bench-levers" / slug(name)
+    over = [f"run_dir={run_dir}", *overrides]
+    t0 = time.time()
+    run_stage(get_stage("ranker"), load_config(["sample"], over))
+    ranks, info = score_valid(run_dir, overrides)
+    write_json(run_dir / "valid_ranks.json", {**info, "ranks": ranks, "wall_seconds": round(time.time() - t0, 1),
+                                              "loadavg": os.getloadavg()})
+    return 0
+
+
+def main() -> int:
+    if len(sys.argv) > 2 and sys.argv[1] == "--one":
+        rest = sys.argv[sys.argv.index("--") + 1:]
+        return one(sys.argv[2], sys.argv[sys.argv.index("--source") + 1], rest)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--source", required=True)
+    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--batch-size", type=int, default=2)
+    ap.add_argument("--eval-every", type=int, default=50)
+    ap.add_argument("--eval-users", type=int, default=100)
+    ap.add_argument("--only", nargs="*", default=None, help="lever names (default all)")
+    ap.add_argument("--cores", type=int, nargs="*", default=[0, 1], help="one job per listed core at a time")
+    ap.add_argument("--no-report", action="store_true", help="train and score only (another call reports)")
+    ap.add_argument("overrides", nargs="*")
+    args = ap.parse_args()
+    base = REPO / "runs" / "bench-levers"
+    common = ["ranker.baseline=false", f"ranker.max_steps={args.steps}", f"ranker.eval_every={args.eval_every}",
+              f"ranker.eval_users={args.eval_users}", f"ranker.batch_size={args.batch_size}", "ranker.patience=0",
+              "ranker.num_threads=1", "retrieval.train_candidates=true", *args.overrides]
+    levers = {k: v for k, v in LEVERS.items() if not args.only or any(k.startswith(o) for o in args.only)}
+    load_before = os.getloadavg()
+    queue, running, wall = [kv for kv in levers.items() if not (base / slug(kv[0]) / "valid_ranks.json").exists()], {}, {}
+    free = list(args.cores)
+    while queue or running:
+        while queue and free:
+            name, over = queue.pop(0)
+            run_dir = base / slug(name)
+            if not (run_dir / "ranker" / "stage.json").exists():
+                shutil.rmtree(run_dir, ignore_errors=True)
+                run_dir.mkdir(parents=True)
+                for sub in ("data", "retrieval", "index", "preferences"):
+                    if (Path(args.source) / sub).exists():
+                        shutil.copytree(Path(args.source) / sub, run_dir / sub)
+            core = free.pop(0)
+            cmd = ["taskset", "-c", str(core), sys.executable, str(Path(__file__).resolve()), "--one", name,
+                   "--source", args.source, "--", *common, *over]
+            log = open(base / f"{slug(name)}.log", "w")  # noqa: SIM115
+            running[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO), time.time(), core)
+        time.sleep(5)
+        for name in list(running):
+            proc, start, core = running[name]
+            if proc.poll() is not None:
+                if proc.returncode != 0:
+                    print(f"{name} failed: see {base / (slug(name) + '.log')}", file=sys.stderr)
+                    return 1
+                wall[name] = round(time.time() - start, 1)
+                free.append(core)
+                del running[name]
+    if args.no_report:
+        return 0
+    result = {**header(), "source": args.source, "common_overrides": common, "levers": levers,
+              "loadavg_before": load_before, "rows": {}}
+    ranks = {}
+    for name in levers:
+        saved = json.loads((base / slug(name) / "valid_ranks.json").read_text())
+        ranks[name] = saved.pop("ranks")
+        result["retriever_ranks"] = saved.pop("retriever_ranks")
+        result["rows"][name] = saved
+    result["loadavg_after"] = os.getloadavg()
+    import numpy as np
+
+    from ulmrec.evaluation.metrics import metrics_from_ranks
+    from ulmrec.evaluation.stats import paired_bootstrap
+
+    retr = np.asarray(result["retriever_ranks"])
+    result["retriever_valid"] = metrics_from_ranks(retr, (5, 10))
+    ref = next(iter(levers))
+    for name in levers:
+        row = result["rows"][name]
+        row["vs_retriever"] = paired_bootstrap(ranks[name], retr, metrics=("NDCG@10",), seed=0)["NDCG@10"]
+        row["vs_reference"] = paired_bootstrap(ranks[name], ranks[ref], metrics=("NDCG@10",), seed=0)["NDCG@10"]
+    save("ranker_levers", result, markdown(result))
+    return 0
+
+
+def score_valid(run_dir: Path, overrides: list[str]) -> tuple[list[int], dict]:
+    """The trained adapter's ranks on every validation Rank user, and its training summary."""
+    import pandas as pd
+
+    from ulmrec.config import load_config
+    from ulmrec.data.dataset import Dataset
+    from ulmrec.evaluation.metrics import metrics_from_ranks
+    from ulmrec.evaluation.stage import retriever_ranks
+    from ulmrec.ranker.engine import Ranker, base_title_cutter, load_identities
+    from ulmrec.tasks import build_eval_samples
+
+    cfg = load_config(["sample"], [f"run_dir={run_dir}", *overrides])
+    ds = Dataset.load(run_dir)
+    cands = pd.read_parquet(run_dir / "retrieval" / "candidates_valid.parquet")
+    samples = build_eval_samples(ds, "valid", cands, cfg.tasks, identities=load_identities(cfg, ds, run_dir),
+                                 title_fn=base_title_cutter(cfg.ranker), max_users=0, seed=cfg.seed)
+    ranker = Ranker.load(cfg.ranker, run_dir / "ranker" / "adapter")
+    r = ranker.ranks(samples, desc=run_dir.name)
+    best = json.loads((run_dir / "ranker" / "best.json").read_text())
+    by_user = cands.set_index("user_idx").loc[[s.user_idx for s in samples]].reset_index()
+    info = {"valid_users": len(samples), "best_step": best["best_step"], "train_seconds": best["train_seconds"],
+            "selection_NDCG@10": best["best_valid_NDCG@10"], "valid": metrics_from_ranks(r, (5, 10)),
+            "letters_top1": __import__("numpy").bincount(r == 0, minlength=2).tolist(),
+            "retriever_ranks": retriever_ranks(by_user, cfg.tasks.num_candidates).tolist()}
+    return r.tolist(), info
+
+
+def markdown(r: dict) -> str:
+    rv = r["retriever_valid"]
+    lines = ["# Ranker levers on validation users (ULMRec, SmolLM2-135M, the Beauty sample)", "",
+             f"Every row: same seed and budget ({', '.join(r['common_overrides'])}); the adapter selected on the "
+             "selection users (step 0 included) scored on every validation Rank user "
+             f"({next(iter(r['rows'].values()))['valid_users']}). Retriever order on the same users: NDCG@10 "
+             f"{rv['NDCG@10']:.4f}. Differences: paired bootstrap 95 % intervals.", "",
+             "| lever | best step | valid NDCG@10 | vs reference [95 % CI] | vs retriever order [95 % CI] | train s |"
+             " load |", "|---|---|---|---|---|---|---|"]
+    for name, row in r["rows"].items():
+        a, b = row["vs_reference"], row["vs_retriever"]
+        lines.append(f"| {name} | {row['best_step']} | {row['valid']['NDCG@10']:.4f} | {a['mean']:+.4f} "
+                     f"[{a['lo']:+.4f}, {a['hi']:+.4f}] | {b['mean']:+.4f} [{b['lo']:+.4f}, {b['hi']:+.4f}] | "
+                     f"{row['train_seconds']} | {row['loadavg'][0]:.1f} |")
+    lines += ["", f"Load average before/after: {r['loadavg_before'][0]:.2f} / {r['loadavg_after'][0]:.2f}."]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
