@@ -26,8 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO, header, save  # noqa: E402
 
 from ulmrec.config import load_config  # noqa: E402
-from ulmrec.evaluation.metrics import format_table  # noqa: E402
+from ulmrec.metrics import format_table  # noqa: E402
 from ulmrec.io import read_json  # noqa: E402
+from ulmrec.paper import COLUMNS, TABLE2  # noqa: E402
 from ulmrec.pipeline import get_stage, run_stage  # noqa: E402
 
 #: The budget this shared 2-core CPU afforded per dataset (see the results' wall clock).
@@ -46,26 +47,10 @@ BUDGET = [
     "tasks.max_samples=4000",       # render only a mixed subset of the ~240k candidate samples
 ]
 
-#: Paper Table 2 (Llama-2-7b, QLoRA, 4 x A800).
-PAPER = {
-    "beauty": {
-        "LRURec": {"Rank": [0.2944, 0.3403, 0.4801, 0.3259, 0.4168, 0.7170],
-                   "Overall": [0.0376, 0.0435, 0.0614, 0.0417, 0.0533, 0.0916]},
-        "LlamaRec": {"Rank": [0.3016, 0.3524, 0.5071, 0.3350, 0.4337, 0.7600],
-                     "Overall": [0.0385, 0.0450, 0.0648, 0.0428, 0.0554, 0.0971]},
-        "ULMRec": {"Rank": [0.3253, 0.3792, 0.5436, 0.3520, 0.4445, 0.7468],
-                   "Overall": [0.0428, 0.0499, 0.0715, 0.0463, 0.0585, 0.0982]},
-    },
-    "games": {
-        "LRURec": {"Rank": [0.2504, 0.3009, 0.4544, 0.2811, 0.3760, 0.6879],
-                   "Overall": [0.0533, 0.0640, 0.0966, 0.0598, 0.0800, 0.1463]},
-        "LlamaRec": {"Rank": [0.2825, 0.3360, 0.4995, 0.3158, 0.4173, 0.7522],
-                     "Overall": [0.0600, 0.0714, 0.1061, 0.0671, 0.0887, 0.1599]},
-        "ULMRec": {"Rank": [0.3071, 0.3641, 0.5379, 0.3364, 0.4354, 0.7592],
-                   "Overall": [0.0647, 0.0768, 0.1134, 0.0709, 0.0918, 0.1600]},
-    },
-}
-KEYS = ["MRR@5", "NDCG@5", "Recall@5", "MRR@10", "NDCG@10", "Recall@10"]
+#: Paper Table 2 (Llama-2-7b, QLoRA, 4 x A800), from ulmrec.paper.
+PAPER = {d: {m: {part: list(TABLE2[d][m][part]) for part in ("Rank", "Overall")} for m in ("LRURec", "LlamaRec", "ULMRec")}
+         for d in ("beauty", "games")}
+KEYS = list(COLUMNS)
 
 
 def prepare_run(source: Path, run_dir: Path) -> dict:

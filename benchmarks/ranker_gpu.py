@@ -196,7 +196,7 @@ def _qlora(presets, base, run_dir: Path, steps: int) -> dict:
 
 
 def markdown(out: dict) -> str:
-    from ulmrec.evaluation.metrics import format_table
+    from ulmrec.metrics import format_table
 
     res, r = out["results"], out["ranker"]
     lines = [f"# Ranker engine on one GPU ({out['gpu'] or 'CPU test'}): {out['preset']}", "",

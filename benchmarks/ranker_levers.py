@@ -119,7 +119,7 @@ def main() -> int:
     result["loadavg_after"] = os.getloadavg()
     import numpy as np
 
-    from ulmrec.evaluation.metrics import metrics_from_ranks
+    from ulmrec.metrics import metrics_from_ranks
     from ulmrec.evaluation.stats import paired_bootstrap
 
     retr = np.asarray(result["retriever_ranks"])
@@ -139,7 +139,7 @@ def score_valid(run_dir: Path, overrides: list[str]) -> tuple[list[int], dict]:
 
     from ulmrec.config import load_config
     from ulmrec.data.dataset import Dataset
-    from ulmrec.evaluation.metrics import metrics_from_ranks
+    from ulmrec.metrics import metrics_from_ranks
     from ulmrec.evaluation.stage import retriever_ranks
     from ulmrec.ranker.engine import Ranker, base_title_cutter, load_identities
     from ulmrec.tasks import build_eval_samples

@@ -25,23 +25,15 @@ from pathlib import Path
 from _common import REPO, RESULTS, header, save
 
 from ulmrec.io import read_json
+from ulmrec.paper import COLUMNS, RETRIEVER_R20, TABLE2
 
 MODELS = ("lrurec", "sasrec", "bert4rec", "narm")
 DATASETS = ("beauty", "games")
-COLUMNS = ("MRR@5", "NDCG@5", "Recall@5", "MRR@10", "NDCG@10", "Recall@10")
-#: ULMRec paper, Table 2, "Overall" (all test users): M@5 N@5 R@5 M@10 N@10 R@10.
-PAPER = {
-    "games": {"narm": (0.0479, 0.0576, 0.0874, 0.0541, 0.0729, 0.1351),
-              "bert4rec": (0.0422, 0.0512, 0.0788, 0.0478, 0.0649, 0.1214),
-              "sasrec": (0.0515, 0.0617, 0.0930, 0.0583, 0.0783, 0.1446),
-              "lrurec": (0.0533, 0.0640, 0.0966, 0.0598, 0.0800, 0.1463)},
-    "beauty": {"narm": (0.0289, 0.0342, 0.0503, 0.0321, 0.0420, 0.0746),
-               "bert4rec": (0.0246, 0.0298, 0.0457, 0.0276, 0.0372, 0.0686),
-               "sasrec": (0.0336, 0.0397, 0.0582, 0.0371, 0.0481, 0.0844),
-               "lrurec": (0.0376, 0.0435, 0.0614, 0.0417, 0.0533, 0.0916)},
-}
+#: ULMRec paper, Table 2, "Overall" (all test users): M@5 N@5 R@5 M@10 N@10 R@10 (ulmrec.paper).
+PAPER = {d: {m.lower(): TABLE2[d][m]["Overall"] for m in ("NARM", "BERT4Rec", "SASRec", "LRURec")}
+         for d in DATASETS}
 #: Recall@20 of the authors' released LRURec candidates (REFERENCE.md), the coverage target.
-PAPER_R20 = {"beauty": 0.1316, "games": 0.2108}
+PAPER_R20 = RETRIEVER_R20
 
 
 def run_job(dataset: str, model: str, run_dir: Path, max_minutes: float, device: str, extra: list[str]) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from _common import header, save
 
 from ulmrec.config import load_config
-from ulmrec.evaluation.metrics import format_table
+from ulmrec.metrics import format_table
 from ulmrec.pipeline import run_all
 
 MODES = ("sampled", "retriever")

@@ -76,13 +76,6 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def resolved_device(self) -> str:
-        if self.device != "auto":
-            return self.device
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-
 
 def preset_names() -> list[str]:
     return sorted(p.name[:-5] for p in resources.files("ulmrec.configs").iterdir() if p.name.endswith(".yaml"))

@@ -79,11 +79,6 @@ def get_stage(name: str) -> Stage:
     raise KeyError(name)
 
 
-def stage_dir(cfg: Config | str | Path, name: str) -> Path:
-    run_dir = Path(cfg.run_dir) if isinstance(cfg, Config) else Path(cfg)
-    return run_dir / name
-
-
 _NEUTRAL = "\x00result-neutral"
 
 

@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ranker"))
 
 from ranker_helpers import LETTERS, NOT_RETRIEVED, build_tiny_llama, make_run_dir, tiny_config  # noqa: E402
 
-from ulmrec.evaluation.metrics import metrics_from_ranks  # noqa: E402
+from ulmrec.metrics import metrics_from_ranks  # noqa: E402
 from ulmrec.evaluation.stage import (  # noqa: E402
     FUSED,
     LLAMAREC,

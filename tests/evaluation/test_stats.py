@@ -3,7 +3,7 @@ import time
 import numpy as np
 import pytest
 
-from ulmrec.evaluation.metrics import metrics_from_ranks, per_user_metrics, target_rank
+from ulmrec.metrics import metrics_from_ranks, per_user_metrics, target_rank
 from ulmrec.evaluation.stats import (
     choose_fusion_weight,
     fuse,

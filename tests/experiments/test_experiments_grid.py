@@ -245,7 +245,7 @@ def test_cli_rejects_bad_settings(tiny, capsys):
 def test_random_order_row_is_the_mean_over_every_target_position():
     import numpy as np
 
-    from ulmrec.evaluation.metrics import metrics_from_ranks
+    from ulmrec.metrics import metrics_from_ranks
     from ulmrec.experiments.report import random_values
 
     for n in (4, 20):

@@ -1,7 +1,7 @@
 """Paired statistics for "does the ranker beat its own retriever?": bootstrap intervals, letter histograms,
 score fusion and position checks. Pure numpy/scipy, vectorised, deterministic given a seed.
 
-Conventions as in :mod:`ulmrec.evaluation.metrics`: a rank is the target's 0-based position in a model's
+Conventions as in :mod:`ulmrec.metrics`: a rank is the target's 0-based position in a model's
 order, ``-1`` = a miss (scores 0 on every metric); scores are ``(N, C)`` floats, one row per user and one
 column per candidate (letter A, B, ...), ``-inf`` marking padding.
 
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from scipy.special import logsumexp
 
-from ulmrec.evaluation.metrics import METRICS, per_user_metrics, target_rank
+from ulmrec.metrics import METRICS, per_user_metrics, target_rank
 
 DEFAULT_METRICS = ("NDCG@10", "Recall@10", "MRR@10")
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -54,7 +54,7 @@ def _ranks(ranks, what: str = "ranks") -> np.ndarray:
 
 def per_user_metric(ranks: np.ndarray | Sequence[int], metric: str = "NDCG@10") -> np.ndarray:
     """One value of ``metric`` (``MRR@k``, ``NDCG@k``, ``Recall@k``) per user (float64), from 0-based target
-    ranks (-1 = miss, 0); the formulas are :func:`ulmrec.evaluation.metrics.per_user_metrics`'."""
+    ranks (-1 = miss, 0); the formulas are :func:`ulmrec.metrics.per_user_metrics`'."""
     name, k = parse_metric(metric)
     return per_user_metrics(_ranks(ranks), [k])[f"{name}@{k}"]
 
@@ -274,7 +274,7 @@ def choose_fusion_weight(lm_scores: np.ndarray, retriever_scores: np.ndarray, ta
     Use it on VALIDATION users only, then apply the chosen weight to test: choosing on test would report a
     maximum over the grid, not a held-out number. ``targets`` = the target's column (0-based) in each row,
     -1 = not among the candidates (counts 0). Ranks use the pessimistic tie rule of
-    :func:`ulmrec.evaluation.metrics.target_rank`. ``w = 0`` (the LM alone) is allowed; ties go to the smaller
+    :func:`ulmrec.metrics.target_rank`. ``w = 0`` (the LM alone) is allowed; ties go to the smaller
     weight, so a retriever score that changes nothing leaves ``w`` at the grid's smallest value.
     """
     parse_metric(metric)
@@ -359,7 +359,7 @@ def unshuffle_scores(shown_scores: np.ndarray, perm: np.ndarray) -> np.ndarray:
 def unshuffle_ranks(shown_scores: np.ndarray, perm: np.ndarray, targets: np.ndarray | Sequence[int]) -> np.ndarray:
     """The target's 0-based rank (-1 where ``targets`` is -1) from scores of permuted lists, with ``targets``
     the target's column in the ORIGINAL order; padding (``-inf``) never outranks the target and ties are
-    pessimistic, as in :func:`ulmrec.evaluation.metrics.target_rank`. Compare with the ranks of the original
+    pessimistic, as in :func:`ulmrec.metrics.target_rank`. Compare with the ranks of the original
     order through :func:`paired_bootstrap` to measure position bias."""
     scores = unshuffle_scores(_scores(shown_scores, "shown_scores"), perm)
     t = np.asarray(targets, dtype=np.int64).reshape(-1)

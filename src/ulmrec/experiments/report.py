@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ulmrec import paper
 from ulmrec.io import write_bytes, write_text
 
 RANK_COLS = ["MRR@5", "NDCG@5", "Recall@5", "MRR@10", "NDCG@10", "Recall@10"]
@@ -26,17 +27,19 @@ def _row(rank: list[float], overall: tuple[float, float] | None = None) -> dict[
     return out
 
 
-#: The paper's numbers as printed (Table 2, Table 4: Games only; section 5.4.3: seconds per test user).
+def _paper(dataset: str, method: str) -> dict[str, dict[str, float]]:
+    vals = paper.TABLE2[dataset][method]["Overall"]
+    return _row(list(paper.TABLE2[dataset][method]["Rank"]), (vals[4], vals[5]))
+
+
+#: The paper's numbers as printed (Table 2, Table 4: Games only; section 5.4.3: seconds per test user), from
+#: :mod:`ulmrec.paper`.
 PAPER = {
-    "games": {"LRURec": _row([0.2504, 0.3009, 0.4544, 0.2811, 0.3760, 0.6879], (0.0800, 0.1463)),
-              "LlamaRec": _row([0.2825, 0.3360, 0.4995, 0.3158, 0.4173, 0.7522], (0.0887, 0.1599)),
-              "ULMRec": _row([0.3071, 0.3641, 0.5379, 0.3364, 0.4354, 0.7592], (0.0918, 0.1600)),
-              "ULMRec-uid": _row([0.1843, 0.2330, 0.3822, 0.2209, 0.3233, 0.6647]),
-              "seconds": {"ULMRec": 0.423, "LlamaRec": 0.417}},
-    "beauty": {"LRURec": _row([0.2944, 0.3403, 0.4801, 0.3259, 0.4168, 0.7170], (0.0533, 0.0916)),
-               "LlamaRec": _row([0.3016, 0.3524, 0.5071, 0.3350, 0.4337, 0.7600], (0.0554, 0.0971)),
-               "ULMRec": _row([0.3253, 0.3792, 0.5436, 0.3520, 0.4445, 0.7468], (0.0585, 0.0982)),
-               "seconds": {"ULMRec": 0.615, "LlamaRec": 0.636}},
+    "games": {"LRURec": _paper("games", "LRURec"), "LlamaRec": _paper("games", "LlamaRec"),
+              "ULMRec": _paper("games", "ULMRec"), "ULMRec-uid": _row(list(paper.TABLE4_UID_GAMES)),
+              "seconds": paper.SECONDS_PER_USER["games"]},
+    "beauty": {"LRURec": _paper("beauty", "LRURec"), "LlamaRec": _paper("beauty", "LlamaRec"),
+               "ULMRec": _paper("beauty", "ULMRec"), "seconds": paper.SECONDS_PER_USER["beauty"]},
 }
 
 

@@ -93,10 +93,6 @@ def _add_random(table: Table, plan: Plan, records: dict[int, dict]) -> None:
               kind="expected")
 
 
-def _fig(values: dict[str, dict[str, list[float]]], key: str) -> list[tuple[float, float]]:
-    return [mean_std(v.get(key, []))[:2] for v in values.values()]
-
-
 def write_reports(plan: Plan, names: list[str], store: dict, analyses: dict, out: Path, command: str) -> None:
     out = Path(out)
     index = ["# Experiments (paper Tables 2 and 4, Figures 8-10, section 5.4.3)", "", "Command:", "", "```",

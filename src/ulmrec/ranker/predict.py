@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ulmrec.evaluation.metrics import target_rank
+from ulmrec.metrics import target_rank
 from ulmrec.ranker.verbalizer import encode_prompts, letter_token_ids
 from ulmrec.tasks.base import Sample
 

@@ -28,7 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ulmrec.errors import ConfigError
-from ulmrec.evaluation.metrics import metrics_from_ranks
+from ulmrec.metrics import metrics_from_ranks
 from ulmrec.io import read_json, write_json
 from ulmrec.ranker.config import RankerConfig
 from ulmrec.ranker.model import save_adapter

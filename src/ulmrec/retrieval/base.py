@@ -9,8 +9,6 @@ non-padding position; BERT4Rec overrides :meth:`loss` and :meth:`predict` with i
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -113,7 +111,3 @@ def gelu_ffn(d_model: int, dropout: float) -> nn.Sequential:
     """The 4x position-wise feed-forward block of BERT/LRURec (without its residual)."""
     return nn.Sequential(nn.Linear(d_model, 4 * d_model), nn.GELU(), nn.Dropout(dropout),
                          nn.Linear(4 * d_model, d_model), nn.Dropout(dropout))
-
-
-def log2_ceil(n: int) -> int:
-    return max(0, math.ceil(math.log2(max(n, 1))))

@@ -2,7 +2,7 @@
 
 Every user's next-item scores over all items are computed in batches of similar history length; the items
 of the user's *whole* history (not only the last ``max_len`` the model reads) and the padding id are set to
--inf, then the target's rank over all items (``ulmrec.evaluation.metrics.target_rank``, pessimistic ties)
+-inf, then the target's rank over all items (``ulmrec.metrics.target_rank``, pessimistic ties)
 and the top-k items are taken. Nothing of size users x items is ever held at once.
 """
 
@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from ulmrec.evaluation.metrics import metrics_from_ranks, target_rank
+from ulmrec.metrics import metrics_from_ranks, target_rank
 from ulmrec.retrieval.base import SequentialRecommender
 from ulmrec.retrieval.data import bucketed_batches, left_pad
 

@@ -7,7 +7,7 @@ from torchmetrics.functional.retrieval import (
     retrieval_reciprocal_rank,
 )
 
-from ulmrec.evaluation.metrics import metrics_from_ranks, rank_and_overall, target_rank
+from ulmrec.metrics import metrics_from_ranks, rank_and_overall, target_rank
 
 
 def test_against_torchmetrics_on_random_rankings():
