@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO, header, save  # noqa: E402
 
 from ulmrec.config import load_config  # noqa: E402
-from ulmrec.metrics import format_table  # noqa: E402
 from ulmrec.io import read_json  # noqa: E402
+from ulmrec.metrics import format_table  # noqa: E402
 from ulmrec.paper import COLUMNS, TABLE2  # noqa: E402
 from ulmrec.pipeline import get_stage, run_stage  # noqa: E402
 

@@ -119,8 +119,8 @@ def main() -> int:
     result["loadavg_after"] = os.getloadavg()
     import numpy as np
 
-    from ulmrec.metrics import metrics_from_ranks
     from ulmrec.evaluation.stats import paired_bootstrap
+    from ulmrec.metrics import metrics_from_ranks
 
     retr = np.asarray(result["retriever_ranks"])
     result["retriever_valid"] = metrics_from_ranks(retr, (5, 10))
@@ -139,8 +139,8 @@ def score_valid(run_dir: Path, overrides: list[str]) -> tuple[list[int], dict]:
 
     from ulmrec.config import load_config
     from ulmrec.data.dataset import Dataset
-    from ulmrec.metrics import metrics_from_ranks
     from ulmrec.evaluation.stage import retriever_ranks
+    from ulmrec.metrics import metrics_from_ranks
     from ulmrec.ranker.engine import Ranker, base_title_cutter, load_identities
     from ulmrec.tasks import build_eval_samples
 

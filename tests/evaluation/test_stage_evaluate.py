@@ -14,7 +14,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ranker"))
 
 from ranker_helpers import LETTERS, NOT_RETRIEVED, build_tiny_llama, make_run_dir, tiny_config  # noqa: E402
 
-from ulmrec.metrics import metrics_from_ranks  # noqa: E402
 from ulmrec.evaluation.stage import (  # noqa: E402
     FUSED,
     LLAMAREC,
@@ -25,6 +24,7 @@ from ulmrec.evaluation.stage import (  # noqa: E402
     ZERO_SHOT,
     retriever_ranks,
 )
+from ulmrec.metrics import metrics_from_ranks  # noqa: E402
 from ulmrec.pipeline import get_stage, run_stage  # noqa: E402
 
 

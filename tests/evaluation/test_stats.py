@@ -3,7 +3,6 @@ import time
 import numpy as np
 import pytest
 
-from ulmrec.metrics import metrics_from_ranks, per_user_metrics, target_rank
 from ulmrec.evaluation.stats import (
     choose_fusion_weight,
     fuse,
@@ -22,6 +21,7 @@ from ulmrec.evaluation.stats import (
     unshuffle_ranks,
     unshuffle_scores,
 )
+from ulmrec.metrics import metrics_from_ranks, per_user_metrics, target_rank
 
 
 # ----------------------------------------------------------------------------------------- per-user values

@@ -245,8 +245,8 @@ def test_cli_rejects_bad_settings(tiny, capsys):
 def test_random_order_row_is_the_mean_over_every_target_position():
     import numpy as np
 
-    from ulmrec.metrics import metrics_from_ranks
     from ulmrec.experiments.report import random_values
+    from ulmrec.metrics import metrics_from_ranks
 
     for n in (4, 20):
         exact = metrics_from_ranks(np.arange(n), (5, 10))

@@ -23,8 +23,8 @@ import pandas as pd
 
 from ulmrec.config import Config
 from ulmrec.errors import ConfigError
-from ulmrec.metrics import format_table, metrics_from_ranks, rank_and_overall
 from ulmrec.io import write_json, write_parquet, write_text
+from ulmrec.metrics import format_table, metrics_from_ranks, rank_and_overall
 from ulmrec.pipeline import Stage
 
 log = logging.getLogger("ulmrec")

@@ -28,8 +28,8 @@ import torch
 from tqdm.auto import tqdm
 
 from ulmrec.errors import ConfigError
-from ulmrec.metrics import metrics_from_ranks
 from ulmrec.io import read_json, write_json
+from ulmrec.metrics import metrics_from_ranks
 from ulmrec.ranker.config import RankerConfig
 from ulmrec.ranker.model import save_adapter
 from ulmrec.ranker.predict import lm_parts, ranks_from_scores, score_encoded
