@@ -20,6 +20,7 @@ import pandas as pd
 
 from ulmrec.data.dataset import Dataset
 from ulmrec.errors import DataError
+from ulmrec.preferences.table import read_ok_preferences
 
 log = logging.getLogger("ulmrec")
 
@@ -47,13 +48,7 @@ def load_preferences(run_dir: str | Path | None, ds: Dataset) -> list[tuple[str,
     out = []
     path = preferences_path(run_dir) if run_dir is not None else None
     if path is not None and path.exists():
-        df = pd.read_parquet(path)
-        missing = {"user_idx", "preference"} - set(df.columns)
-        if missing:
-            raise DataError(f"columns {sorted(missing)} missing", path)
-        if "status" in df.columns:
-            df = df[df["status"] == "ok"]
-        out.append(("preferences", _as_map(df)))
+        out.append(("preferences", _as_map(read_ok_preferences(path))))
     elif run_dir is not None:
         log.warning("index: %s does not exist (preferences stage not run); using the data's own preference "
                     "sentences where there are any", path)

@@ -48,6 +48,7 @@ from ulmrec.data.dataset import Dataset
 from ulmrec.errors import DataError
 from ulmrec.io import file_digest, read_json, write_json, write_text
 from ulmrec.preferences.offline import STOPWORDS
+from ulmrec.preferences.table import read_ok_preferences
 
 log = logging.getLogger("ulmrec")
 
@@ -88,12 +89,7 @@ def load_sentences(run_dir: Path, ds: Dataset) -> tuple[dict[int, str], dict]:
     """``({user_idx: sentence}, description)``: the preferences stage's ok rows, else the data's own file."""
     path = run_dir / "preferences" / "preferences.parquet"
     if path.exists():
-        df = pd.read_parquet(path)
-        missing = {"user_idx", "preference"} - set(df.columns)
-        if missing:
-            raise DataError(f"columns {sorted(missing)} missing", path)
-        if "status" in df.columns:
-            df = df[df["status"] == "ok"]
+        df = read_ok_preferences(path)
         report_path = run_dir / "preferences" / "report.json"
         report = read_json(report_path) if report_path.exists() else {}
         sources = ({str(k): int(v) for k, v in df["source"].value_counts().items()} if "source" in df.columns

@@ -59,24 +59,23 @@ def _inputs(cfg: Config, run_dir: Path) -> list[Path]:
     return files
 
 
-def _offline(histories: list[UserHistory], keywords: int) -> list[PreferenceRecord]:
-    ex = OfflineExtractor(keywords).fit(histories)
+def _extract(extractor, histories: list[UserHistory], source: str) -> list[PreferenceRecord]:
+    """One sentence per user from a fitted extractor (``None``: the user has no training interactions)."""
+    extractor.fit(histories)
     out = []
     for h in histories:
-        s = ex.sentence(h)
-        out.append(PreferenceRecord.ok(h.user_idx, s, OFFLINE_SOURCE) if s else
-                   PreferenceRecord.failed(h.user_idx, OFFLINE_SOURCE, "no training interactions"))
+        s = extractor.sentence(h)
+        out.append(PreferenceRecord.ok(h.user_idx, s, source) if s else
+                   PreferenceRecord.failed(h.user_idx, source, "no training interactions"))
     return out
+
+
+def _offline(histories: list[UserHistory], keywords: int) -> list[PreferenceRecord]:
+    return _extract(OfflineExtractor(keywords), histories, OFFLINE_SOURCE)
 
 
 def _titles(histories: list[UserHistory], keywords: int, max_title_chars: int) -> list[PreferenceRecord]:
-    ex = TitlesExtractor(keywords, max_title_chars).fit(histories)
-    out = []
-    for h in histories:
-        s = ex.sentence(h)
-        out.append(PreferenceRecord.ok(h.user_idx, s, TITLES_VERSION) if s else
-                   PreferenceRecord.failed(h.user_idx, TITLES_VERSION, "no training interactions"))
-    return out
+    return _extract(TitlesExtractor(keywords, max_title_chars), histories, TITLES_VERSION)
 
 
 def _import(cfg: Config, ds: Dataset, run_dir: Path, histories: list[UserHistory], report: dict):

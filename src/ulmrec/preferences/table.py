@@ -12,6 +12,18 @@ import pandas as pd
 from ulmrec.data.dataset import Dataset
 
 
+def read_ok_preferences(path) -> pd.DataFrame:
+    """The successful rows of a ``preferences.parquet`` (columns user_idx, preference, ...); a file without
+    those two columns is a DataError naming it."""
+    from ulmrec.errors import DataError
+
+    df = pd.read_parquet(path)
+    missing = {"user_idx", "preference"} - set(df.columns)
+    if missing:
+        raise DataError(f"columns {sorted(missing)} missing", path)
+    return df[df["status"] == "ok"] if "status" in df.columns else df
+
+
 @dataclass
 class PreferenceRecord:
     user_idx: int
