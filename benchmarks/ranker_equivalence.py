@@ -30,7 +30,8 @@ from _common import REPO, RESULTS, header, save  # noqa: E402
 from ranker_levers import LEVERS, slug  # noqa: E402
 
 FAST, TODAY = list(LEVERS)[0], list(LEVERS)[1]
-PATHS = {"today": LEVERS[TODAY] or ["(sample preset)"], "fast": LEVERS[FAST] or ["sample preset: bf16 auto, lora_layers 8"]}
+PATHS = {"today": ["ranker.dtype=float32", "ranker.lora_layers=0"],
+         "fast": ["ranker.dtype=auto (bf16 here)", "ranker.lora_layers=8"]}
 
 
 def main() -> int:
