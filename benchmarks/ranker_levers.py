@@ -35,6 +35,8 @@ LEVERS = {
     "retriever top-20 candidates (retriever order)": ["tasks.train_candidates=retriever", "tasks.shuffle_candidates=false"],
     "retriever top-20, shuffled": ["tasks.train_candidates=retriever_shuffled", "tasks.shuffle_candidates=true"],
     "list-wise loss over the letters": [*SAMPLED, "ranker.next_item_loss=listwise"],
+    "retriever order, only prefixes whose list holds the target": [
+        "tasks.train_candidates=retriever", "tasks.shuffle_candidates=false", "tasks.missing_target=skip"],
     "retriever order + list-wise loss": ["tasks.train_candidates=retriever", "tasks.shuffle_candidates=false",
                                          "ranker.next_item_loss=listwise"],
 }
