@@ -29,6 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import REPO, header, save  # noqa: E402
 
+from ranker import prepare_run  # noqa: E402  (copies data/, retrieval/, index/, preferences/)
+
 #: The paper's ranker settings plus GPU-sized batches (LlamaRec: batch 12-16, lr 1e-4, one epoch).
 GPU_SETTINGS = [
     "ranker.max_title_tokens=32", "tasks.max_history=20", "ranker.epochs=1", "ranker.batch_size=16",
@@ -39,18 +41,6 @@ GPU_SETTINGS = [
 CPU_TEST = ["ranker.epochs=1", "ranker.batch_size=2", "ranker.micro_batch_size=2", "ranker.eval_every=2",
             "ranker.eval_users=0", "ranker.baseline=false", "evaluate.max_users=0", "ranker.num_threads=1",
             "evaluate.zero_shot=false", "evaluate.position_check=false"]
-
-
-def copy_inputs(source: Path, run_dir: Path) -> dict:
-    copied = {}
-    for sub in ("data", "retrieval", "index", "preferences"):
-        if (source / sub).exists() and not (run_dir / sub).exists():
-            shutil.copytree(source / sub, run_dir / sub)
-        if (run_dir / sub / "stage.json").exists():
-            copied[sub] = json.loads((run_dir / sub / "stage.json").read_text()).get("summary", {})
-        elif (run_dir / sub).exists():
-            copied[sub] = {}
-    return copied
 
 
 def main() -> int:
@@ -77,7 +67,7 @@ def main() -> int:
     run_dir = Path(args.run_dir or REPO / "runs" / "bench-gpu" / args.preset)
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
-    inputs = copy_inputs(Path(args.source), run_dir)
+    inputs = prepare_run(Path(args.source), run_dir)
     identity = "index" if (run_dir / "index" / "user_index.parquet").exists() else "reference"
     cuda = torch.cuda.is_available()
     base = [f"run_dir={run_dir}", f"tasks.identity={identity}", f"device={'cuda' if cuda else 'cpu'}",

@@ -181,15 +181,13 @@ def weights_dtype(cfg: RankerConfig, device: str):
     return torch.float32
 
 
-_dtype = weights_dtype
-
 
 def load_base_model(path: str, cfg: RankerConfig, device: str, quantize: bool, vocab_size: int):
     """The frozen base LM on ``device`` with its embedding matrix resized to ``vocab_size``."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    kwargs = {"dtype": _dtype(cfg, device)}
+    kwargs = {"dtype": weights_dtype(cfg, device)}
     if quantize:
         from transformers import BitsAndBytesConfig
 

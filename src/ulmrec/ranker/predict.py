@@ -96,13 +96,6 @@ def last_hidden_after_prefix(model, cache: tuple, prefix_len: int, input_ids: to
 
 
 @torch.no_grad()
-def answer_logits(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """(B, T) left-padded prompts -> (B, V) logits at the last position (every vocabulary entry)."""
-    _, head = lm_parts(model)
-    return head(last_hidden(model, input_ids, attention_mask)).float()
-
-
-@torch.no_grad()
 def score_encoded(model, encoded: list[list[int]], counts: list[int], letters: list[int], pad_id: int,
                   batch_size: int = 4, device: str = "cpu", progress: bool = True, desc: str = "scoring",
                   share_prefix: bool = False) -> np.ndarray:
