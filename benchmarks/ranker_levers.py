@@ -128,11 +128,36 @@ def main() -> int:
 
     retr = np.asarray(result["retriever_ranks"])
     result["retriever_valid"] = metrics_from_ranks(retr, (5, 10))
+    zero_path = base / "zero_shot_ranks.json"
+    if not zero_path.exists():  # runs made before the zero-shot row: score it now on the same users
+        import pandas as pd
+
+        from ulmrec.config import load_config
+        from ulmrec.data.dataset import Dataset
+        from ulmrec.io import write_json
+        from ulmrec.ranker.engine import Ranker, base_title_cutter, load_identities
+        from ulmrec.tasks import build_eval_samples
+
+        run_dir = base / slug(next(iter(levers)))
+        cfg = load_config(["sample"], [f"run_dir={run_dir}", *common, *next(iter(levers.values()))])
+        ds = Dataset.load(run_dir)
+        samples = build_eval_samples(ds, "valid", pd.read_parquet(run_dir / "retrieval" / "candidates_valid.parquet"),
+                                     cfg.tasks, identities=load_identities(cfg, ds, run_dir),
+                                     title_fn=base_title_cutter(cfg.ranker), max_users=0, seed=cfg.seed)
+        write_json(zero_path, {"ranks": Ranker.build(cfg.ranker, ()).ranks(samples, desc="zero-shot").tolist()})
+    zero = np.asarray(json.loads(zero_path.read_text())["ranks"])
+    result["zero_shot_valid"] = metrics_from_ranks(zero, (5, 10))
+    result["zero_shot_vs_retriever"] = paired_bootstrap(zero, retr, metrics=("NDCG@10",), seed=0)["NDCG@10"]
+    result["preferences"] = ("shipped GPT-3.5 sentences of the sample (written from all reviews: they see the "
+                             "validation and test period; benchmarks/results/leakage_beauty.md)")
     ref = next(iter(levers))
+    result["paired"] = {"Zero-shot (untuned LM) - Retriever order": {"NDCG@10": result["zero_shot_vs_retriever"]}}
     for name in levers:
         row = result["rows"][name]
         row["vs_retriever"] = paired_bootstrap(ranks[name], retr, metrics=("NDCG@10",), seed=0)["NDCG@10"]
         row["vs_reference"] = paired_bootstrap(ranks[name], ranks[ref], metrics=("NDCG@10",), seed=0)["NDCG@10"]
+        result["paired"][f"{name} - Retriever order"] = {"NDCG@10": row["vs_retriever"]}
+        result["paired"][f"{name} - {ref}"] = {"NDCG@10": row["vs_reference"]}
     save("ranker_levers", result, markdown(result))
     return 0
 
@@ -155,6 +180,11 @@ def score_valid(run_dir: Path, overrides: list[str]) -> tuple[list[int], dict]:
                                  title_fn=base_title_cutter(cfg.ranker), max_users=0, seed=cfg.seed)
     ranker = Ranker.load(cfg.ranker, run_dir / "ranker" / "adapter")
     r = ranker.ranks(samples, desc=run_dir.name)
+    zero = run_dir.parent / "zero_shot_ranks.json"  # the untuned LM on the same users, ULMRec prompt, once
+    if not zero.exists():
+        from ulmrec.io import write_json
+
+        write_json(zero, {"ranks": Ranker.build(cfg.ranker, ()).ranks(samples, desc="zero-shot").tolist()})
     best = json.loads((run_dir / "ranker" / "best.json").read_text())
     by_user = cands.set_index("user_idx").loc[[s.user_idx for s in samples]].reset_index()
     info = {"valid_users": len(samples), "best_step": best["best_step"], "train_seconds": best["train_seconds"],
@@ -173,12 +203,18 @@ def markdown(r: dict) -> str:
              f"{rv['NDCG@10']:.4f}. Differences: paired bootstrap 95 % intervals.", "",
              "| lever | best step | valid NDCG@10 | vs reference [95 % CI] | vs retriever order [95 % CI] | train s |"
              " load |", "|---|---|---|---|---|---|---|"]
+    z = r["zero_shot_vs_retriever"]
+    lines.append(f"| zero-shot: the untuned LM (ULMRec prompt) | - | {r['zero_shot_valid']['NDCG@10']:.4f} | | "
+                 f"{z['mean']:+.4f} [{z['lo']:+.4f}, {z['hi']:+.4f}] | 0 | |")
     for name, row in r["rows"].items():
         a, b = row["vs_reference"], row["vs_retriever"]
         lines.append(f"| {name} | {row['best_step']} | {row['valid']['NDCG@10']:.4f} | {a['mean']:+.4f} "
                      f"[{a['lo']:+.4f}, {a['hi']:+.4f}] | {b['mean']:+.4f} [{b['lo']:+.4f}, {b['hi']:+.4f}] | "
                      f"{row['train_seconds']} | {row['loadavg'][0]:.1f} |")
-    lines += ["", f"Load average before/after: {r['loadavg_before'][0]:.2f} / {r['loadavg_after'][0]:.2f}."]
+    lines += ["", f"Preferences in the ULMRec prompts: {r['preferences']}.",
+              f"Load average before/after: {r['loadavg_before'][0]:.2f} / {r['loadavg_after'][0]:.2f}. Each lever "
+              "was trained by its own `--one` job (two at a time, one core each); the load column is the 1-minute "
+              "load when that job finished."]
     return "\n".join(lines)
 
 
