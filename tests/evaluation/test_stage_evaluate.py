@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ranker"))
-
-from ranker_helpers import LETTERS, NOT_RETRIEVED, build_tiny_llama, make_run_dir, tiny_config  # noqa: E402
-
-from ulmrec.evaluation.stage import (  # noqa: E402
+from helpers import LETTERS, NOT_RETRIEVED, build_tiny_llama, make_run_dir, tiny_config
+from ulmrec.evaluation.stage import (
     FUSED,
     LLAMAREC,
     RETRIEVER,
@@ -24,8 +19,8 @@ from ulmrec.evaluation.stage import (  # noqa: E402
     ZERO_SHOT,
     retriever_ranks,
 )
-from ulmrec.metrics import metrics_from_ranks  # noqa: E402
-from ulmrec.pipeline import get_stage, run_stage  # noqa: E402
+from ulmrec.metrics import metrics_from_ranks
+from ulmrec.pipeline import get_stage, run_stage
 
 
 @pytest.fixture(scope="module")

@@ -5,21 +5,17 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ranker"))
-
-from ranker_helpers import LETTERS, build_tiny_llama, make_run_dir  # noqa: E402
-
-from ulmrec.errors import ConfigError  # noqa: E402
-from ulmrec.experiments import run_experiments  # noqa: E402
-from ulmrec.experiments.config import ExperimentConfig, budget  # noqa: E402
-from ulmrec.experiments.grid import VARIANTS, expand, task_quotas, variants_for  # noqa: E402
-from ulmrec.experiments.report import Table, mean_std  # noqa: E402
-from ulmrec.experiments.runner import Plan, link_upstream, plan_budgets  # noqa: E402
+from helpers import LETTERS, build_tiny_llama, make_run_dir
+from ulmrec.errors import ConfigError
+from ulmrec.experiments import run_experiments
+from ulmrec.experiments.config import ExperimentConfig, budget
+from ulmrec.experiments.grid import VARIANTS, expand, task_quotas, variants_for
+from ulmrec.experiments.report import Table, mean_std
+from ulmrec.experiments.runner import Plan, link_upstream, plan_budgets
 
 
 def tiny_overrides(model: Path) -> list[str]:

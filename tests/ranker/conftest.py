@@ -1,15 +1,12 @@
-"""Fixtures of the ranker tests: a tiny random Llama, built once per session (see ranker_helpers)."""
+"""Fixtures of the ranker tests: a tiny random Llama, built once per session (see helpers)."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from ranker_helpers import build_tiny_llama  # noqa: E402
+from helpers import build_tiny_llama
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ranker_helpers import LETTERS, build_tiny_llama, make_run_dir
+from helpers import LETTERS, build_tiny_llama, make_run_dir
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from ranker_helpers import build_tiny_llama, make_run_dir, tiny_config
 
+from helpers import build_tiny_llama, make_run_dir, tiny_config
 from ulmrec.pipeline import get_stage, run_stage
 
 pytestmark = pytest.mark.slow

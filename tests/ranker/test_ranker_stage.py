@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from ranker_helpers import LETTERS, make_run_dir, tiny_config
 
+from helpers import LETTERS, make_run_dir, tiny_config
 from ulmrec.errors import ConfigError
 from ulmrec.pipeline import get_stage, run_stage
 from ulmrec.ranker import stage as ranker_stage

@@ -6,8 +6,8 @@ import json
 
 import pytest
 import torch
-from ranker_helpers import next_item_sample, text_sample
 
+from helpers import next_item_sample, text_sample
 from ulmrec.errors import ConfigError
 from ulmrec.ranker import train as train_mod
 from ulmrec.ranker.config import RankerConfig

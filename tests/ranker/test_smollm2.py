@@ -6,8 +6,8 @@ import importlib.metadata
 import json
 
 import pytest
-from ranker_helpers import make_run_dir, tiny_config
 
+from helpers import make_run_dir, tiny_config
 from ulmrec.pipeline import get_stage, run_stage
 
 pytestmark = pytest.mark.slow

@@ -6,8 +6,8 @@ import string
 
 import pytest
 import torch
-from ranker_helpers import next_item_sample
 
+from helpers import next_item_sample
 from ulmrec.errors import ConfigError
 from ulmrec.ranker.model import load_tokenizer
 from ulmrec.ranker.verbalizer import IGNORE, encode_prompt, encode_sample, letter_scores, letter_token_ids
