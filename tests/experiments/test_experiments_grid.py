@@ -14,8 +14,8 @@ from ulmrec.errors import ConfigError
 from ulmrec.experiments import run_experiments
 from ulmrec.experiments.config import ExperimentConfig, budget
 from ulmrec.experiments.grid import VARIANTS, expand, task_quotas, variants_for
-from ulmrec.experiments.report import Table, mean_std
 from ulmrec.experiments.runner import Plan, link_upstream, plan_budgets
+from ulmrec.experiments.tables import Table, mean_std
 
 
 def tiny_overrides(model: Path) -> list[str]:
@@ -166,7 +166,7 @@ def test_reports_name_the_command_and_aggregate_seeds(grid):
 
 
 def test_paper_rows_only_for_the_papers_datasets():
-    from ulmrec.experiments.report import paper_dataset, paper_values
+    from ulmrec.experiments.tables import paper_dataset, paper_values
 
     assert paper_dataset("games") == "games" and paper_dataset("runs/experiments/beauty-base") == "beauty"
     assert paper_dataset("sample-run") is None and paper_values(None, "ULMRec") == {}
@@ -241,7 +241,7 @@ def test_cli_rejects_bad_settings(tiny, capsys):
 def test_random_order_row_is_the_mean_over_every_target_position():
     import numpy as np
 
-    from ulmrec.experiments.report import random_values
+    from ulmrec.experiments.tables import random_values
     from ulmrec.metrics import metrics_from_ranks
 
     for n in (4, 20):

@@ -9,7 +9,7 @@ import pytest
 from ulmrec.config import load_config
 from ulmrec.errors import ConfigError
 from ulmrec.tasks import TasksConfig, build_training_samples, check_run_settings
-from ulmrec.tasks.candidates import hard_negative_candidates
+from ulmrec.tasks.candidate_lists import hard_negative_candidates
 
 
 def ranked_frame(ds, width=21, drop_target_for=(), rows_for=None, seed=0):

@@ -4,11 +4,11 @@ import pytest
 from ulmrec.errors import ConfigError, DataError
 from ulmrec.tasks import (
     index_identities,
-    load_identities,
     load_preferences,
     numeric_identities,
     original_identities,
     preferences_from_frame,
+    read_identities,
 )
 from ulmrec.tasks.inputs import Titles
 
@@ -20,15 +20,15 @@ def test_identity_variants(ds, tmp_path):
     assert index_identities(frame) == {0: "<a_1> <b_2>", 1: "<a_3> <b_4>"}
     (tmp_path / "index").mkdir()
     frame.to_parquet(tmp_path / "index" / "user_index.parquet")
-    assert load_identities("index", ds, tmp_path)[1] == "<a_3> <b_4>"
-    assert load_identities("numeric", ds)[5] == "6"
+    assert read_identities("index", ds, tmp_path)[1] == "<a_3> <b_4>"
+    assert read_identities("numeric", ds)[5] == "6"
 
 
 def test_missing_identity_sources_are_config_errors(ds, tmp_path):
     with pytest.raises(ConfigError, match="run `ulmrec index`"):
-        load_identities("index", ds, tmp_path)
+        read_identities("index", ds, tmp_path)
     with pytest.raises(ConfigError, match="reference_index"):
-        load_identities("reference", ds)
+        read_identities("reference", ds)
 
 
 def test_bad_index_frame_names_the_field():

@@ -9,13 +9,13 @@ from ulmrec.tasks import (
     TasksConfig,
     build_training_samples,
     format_prompt,
-    load_identities,
     load_preferences,
+    read_identities,
 )
 
 
 def build(ds, **settings):
-    ids = load_identities("reference", ds)
+    ids = read_identities("reference", ds)
     return build_training_samples(ds, TasksConfig(identity="reference", **settings), identities=ids,
                                   preferences=load_preferences(ds), seed=42)
 

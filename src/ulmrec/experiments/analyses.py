@@ -47,10 +47,10 @@ def case_users(cfg: Config, run_dir: Path, n: int, seed: int) -> list[int]:
     import pandas as pd
 
     from ulmrec.data.dataset import Dataset
-    from ulmrec.tasks import load_identities, load_preferences, rank_users
+    from ulmrec.tasks import load_preferences, rank_users, read_identities
 
     ds = Dataset.load(run_dir)
-    ids, prefs = load_identities("index", ds, run_dir), load_preferences(ds, run_dir)
+    ids, prefs = read_identities("index", ds, run_dir), load_preferences(ds, run_dir)
     cands = pd.read_parquet(Path(run_dir) / "retrieval" / "candidates_test.parquet")
     users = [int(u) for u in rank_users(cands, cfg.tasks.num_candidates)["user_idx"] if int(u) in ids and int(u) in prefs]
     if not users:
@@ -65,11 +65,11 @@ def case_study(cfg: Config, run_dir: Path, users: list[int], max_new_tokens: int
 
     from ulmrec.data.dataset import Dataset
     from ulmrec.ranker.verbalizer import encode_prompt
-    from ulmrec.tasks import INSTRUCTIONS, Sample, load_identities, load_preferences
+    from ulmrec.tasks import INSTRUCTIONS, Sample, load_preferences, read_identities
     from ulmrec.tasks.templates import fields
 
     ds = Dataset.load(run_dir)
-    ids, prefs = load_identities("index", ds, run_dir), load_preferences(ds, run_dir)
+    ids, prefs = read_identities("index", ds, run_dir), load_preferences(ds, run_dir)
     ranker = _load_full_model(cfg, run_dir)
     model, tok, device = ranker.model, ranker.tokenizer, ranker.device
     rows = []

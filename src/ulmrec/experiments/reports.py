@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from ulmrec.experiments.grid import ABLATION, EXPERIMENTS, INDEX_CELLS, VARIANTS
-from ulmrec.experiments.report import (
+from ulmrec.experiments.runner import MAIN, RETRIEVER, UID, Plan, lookup
+from ulmrec.experiments.tables import (
     PAPER,
     Table,
     bar_figure,
@@ -24,7 +25,6 @@ from ulmrec.experiments.report import (
     short,
     write_outputs,
 )
-from ulmrec.experiments.runner import MAIN, RETRIEVER, UID, Plan, lookup
 from ulmrec.io import write_json, write_text
 
 TRAIN_COLS = [("train_samples", "train samples"), ("steps", "steps")]

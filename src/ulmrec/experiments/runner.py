@@ -103,11 +103,11 @@ def prepare_base(plan: Plan, build: bool = True) -> None:
 def plan_budgets(plan: Plan) -> Plan:
     """Which tasks have samples on this data, and each task's share of the full mix (``train_samples``)."""
     from ulmrec.data.dataset import Dataset
-    from ulmrec.tasks import build_training_samples, load_identities, load_preferences
+    from ulmrec.tasks import build_training_samples, load_preferences, read_identities
 
     cfg = plan.config(VARIANTS["full"], plan.exp.seeds[0])
     ds = Dataset.load(plan.base)
-    ids = load_identities(cfg.tasks.identity, ds, plan.base)
+    ids = read_identities(cfg.tasks.identity, ds, plan.base)
     prefs = load_preferences(ds, plan.base)
     tasks = dataclasses.replace(cfg.tasks, max_samples=2)  # counts only: render two samples
     _, report = build_training_samples(ds, tasks, identities=ids, preferences=prefs, seed=plan.exp.seeds[0])

@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
-from ulmrec.preferences.prompts import PROMPTS
+from ulmrec.preferences.prompts import PROMPT_TEMPLATES
 
 #: Settings that change how the work is done but not what comes out; they are left out of the stage's
 #: fingerprint, so changing them never invalidates finished preferences.
@@ -76,8 +76,8 @@ class PreferencesConfig:
     """(int) mode=offline / titles: how many characteristic title words name the user's interests."""
 
     def __post_init__(self) -> None:
-        if self.prompt_version not in PROMPTS:
-            raise ValueError(f"prompt_version {self.prompt_version!r} is not one of {sorted(PROMPTS)}")
+        if self.prompt_version not in PROMPT_TEMPLATES:
+            raise ValueError(f"prompt_version {self.prompt_version!r} is not one of {sorted(PROMPT_TEMPLATES)}")
         if not self.model.strip():
             raise ValueError("model must not be empty")
         if not self.api_key_env.strip():

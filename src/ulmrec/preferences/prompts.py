@@ -32,7 +32,7 @@ class PromptTemplate:
     """The request that closes every prompt."""
 
 
-PROMPTS: dict[str, PromptTemplate] = {
+PROMPT_TEMPLATES: dict[str, PromptTemplate] = {
     "v1": PromptTemplate(
         system="You summarise a shopper's tastes for a recommender system. Answer with exactly one sentence.",
         with_reviews=("Below are the products a user bought, oldest first, with the rating they gave (out of 5) when "
@@ -61,7 +61,7 @@ def build_messages(h: UserHistory, version: str = "v1", *, max_items: int = 20, 
     Only the user's ``max_items`` most recent training interactions are shown; a review is cut to
     ``max_review_chars`` characters (0 leaves reviews out), a title to ``max_title_chars``.
     """
-    tpl = PROMPTS[version]
+    tpl = PROMPT_TEMPLATES[version]
     start = max(len(h.titles) - max_items, 0)
     titles, ratings, reviews = h.titles[start:], h.ratings[start:], h.reviews[start:]
     use_reviews = max_review_chars > 0 and any(reviews)

@@ -22,7 +22,7 @@ from ulmrec.preferences.history import UserHistory, training_histories
 from ulmrec.preferences.importer import LEAKAGE_NOTE, from_dataset, from_jsonl
 from ulmrec.preferences.offline import TITLES_PROVENANCE, TITLES_VERSION, OfflineExtractor, TitlesExtractor
 from ulmrec.preferences.offline import VERSION as OFFLINE_SOURCE
-from ulmrec.preferences.prompts import PROMPTS
+from ulmrec.preferences.prompts import PROMPT_TEMPLATES
 from ulmrec.preferences.table import PreferenceRecord, leak_probe, to_frame
 from ulmrec.utils import cache_dir
 
@@ -44,7 +44,7 @@ def _params(cfg: Config) -> dict:
     if p.mode == "titles":
         params["titles_version"] = TITLES_VERSION
     if p.mode == "api":
-        params["prompt_template"] = fingerprint(dataclasses.asdict(PROMPTS[p.prompt_version]))
+        params["prompt_template"] = fingerprint(dataclasses.asdict(PROMPT_TEMPLATES[p.prompt_version]))
     return params
 
 

@@ -60,7 +60,7 @@ def index_tokens_of(identities: dict[int, str]) -> list[str]:
 
 def load_identities(cfg: Config, ds, run_dir: Path) -> dict[int, str]:
     """Each user's identity string for ``cfg.tasks.identity`` (the user index by default)."""
-    from ulmrec.tasks import load_identities as load
+    from ulmrec.tasks import read_identities as load
 
     return load(cfg.tasks.identity, ds, run_dir)
 

@@ -11,8 +11,8 @@ import importlib
 # pay for pandas and the builders.
 _WHERE = {
     "TASKS": "base", "Sample": "base", "TasksConfig": "config",
-    "PROMPTS": "evaluation", "build_eval_samples": "evaluation", "rank_users": "evaluation",
-    "index_identities": "inputs", "load_identities": "inputs", "load_preferences": "inputs",
+    "PROMPT_VARIANTS": "eval_samples", "build_eval_samples": "eval_samples", "rank_users": "eval_samples",
+    "index_identities": "inputs", "read_identities": "inputs", "load_preferences": "inputs",
     "numeric_identities": "inputs", "original_identities": "inputs", "preferences_from_frame": "inputs",
     "build_training_samples": "mixing", "check_run_settings": "mixing", "validate": "mixing",
     "INSTRUCTIONS": "templates", "format_example": "templates", "format_prompt": "templates", "letters": "templates",
@@ -26,7 +26,7 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "INSTRUCTIONS", "PROMPTS", "TASKS", "Sample", "TasksConfig", "build_eval_samples", "build_training_samples", "check_run_settings",
-    "format_example", "format_prompt", "index_identities", "letters", "load_identities", "load_preferences",
+    "INSTRUCTIONS", "PROMPT_VARIANTS", "TASKS", "Sample", "TasksConfig", "build_eval_samples", "build_training_samples", "check_run_settings",
+    "format_example", "format_prompt", "index_identities", "letters", "read_identities", "load_preferences",
     "numeric_identities", "original_identities", "preferences_from_frame", "rank_users", "validate",
 ]

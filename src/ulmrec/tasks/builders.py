@@ -24,7 +24,7 @@ import pandas as pd
 
 from ulmrec.data.dataset import Dataset
 from ulmrec.tasks.base import TASKS, Sample
-from ulmrec.tasks.candidates import (
+from ulmrec.tasks.candidate_lists import (
     TrainCandidates,
     hard_negative_candidates,
     place_target,

@@ -43,7 +43,7 @@ def index_identities(frame: pd.DataFrame, column: str = "tokens", source: str = 
     return out
 
 
-def load_identities(kind: str, ds: Dataset, run_dir: str | Path | None = None) -> dict[int, str]:
+def read_identities(kind: str, ds: Dataset, run_dir: str | Path | None = None) -> dict[int, str]:
     """The identity strings of ``tasks.identity``: 'index' reads ``<run_dir>/index/user_index.parquet``,
     'reference' the authors' indices shipped with the data, 'numeric' / 'original' need nothing else."""
     if kind == "numeric":

@@ -20,7 +20,7 @@ from ulmrec.data.dataset import Dataset
 from ulmrec.errors import ConfigError
 from ulmrec.tasks.base import TASKS, Sample
 from ulmrec.tasks.builders import TASK_SPECS, Context
-from ulmrec.tasks.candidates import TrainCandidates
+from ulmrec.tasks.candidate_lists import TrainCandidates
 from ulmrec.tasks.config import RETRIEVER_MODES, TasksConfig
 from ulmrec.tasks.inputs import TitleFn, Titles, check_mapping
 

@@ -20,9 +20,9 @@ from ulmrec.data.dataset import Dataset
 from ulmrec.errors import UlmrecError
 from ulmrec.io import write_json
 from ulmrec.tasks.base import TASKS
-from ulmrec.tasks.candidates import read_candidates
+from ulmrec.tasks.candidate_lists import read_candidates
 from ulmrec.tasks.config import RETRIEVER_MODES
-from ulmrec.tasks.inputs import load_identities, load_preferences
+from ulmrec.tasks.inputs import load_preferences, read_identities
 from ulmrec.tasks.mixing import build_training_samples
 from ulmrec.tasks.templates import format_example
 
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(args.config, args.overrides)
         run_dir = Path(cfg.run_dir)
         ds = Dataset.load(run_dir)
-        ids = load_identities(cfg.tasks.identity, ds, run_dir)
+        ids = read_identities(cfg.tasks.identity, ds, run_dir)
         prefs = load_preferences(ds, run_dir)
         train_cands = None
         if cfg.tasks.train_candidates in RETRIEVER_MODES:

@@ -17,12 +17,12 @@ from ulmrec.data.dataset import Dataset
 from ulmrec.errors import ConfigError, DataError
 from ulmrec.tasks.base import Sample
 from ulmrec.tasks.builders import Context, next_item_input, ranking_sample
-from ulmrec.tasks.candidates import check_candidates
+from ulmrec.tasks.candidate_lists import check_candidates
 from ulmrec.tasks.config import TasksConfig
 from ulmrec.tasks.inputs import TitleFn, Titles, check_mapping
 from ulmrec.tasks.templates import INSTRUCTIONS
 
-PROMPTS = ("full", "no_history", "no_index")
+PROMPT_VARIANTS = ("full", "no_history", "no_index")
 
 
 def rank_users(candidates: pd.DataFrame, n: int) -> pd.DataFrame:
@@ -37,12 +37,12 @@ def build_eval_samples(ds: Dataset, split: str, candidates: pd.DataFrame, cfg: T
     """One next-item prompt per Rank user of ``split`` ('valid' or 'test'), sorted by user_idx.
 
     ``candidates``: ``retrieval/candidates_{split}.parquet`` (user_idx, candidates, target, ...);
-    ``prompt``: one of :data:`PROMPTS` (default ``cfg.prompt``); ``max_users`` > 0 keeps a fixed random subset
+    ``prompt``: one of :data:`PROMPT_VARIANTS` (default ``cfg.prompt``); ``max_users`` > 0 keeps a fixed random subset
     of that many Rank users (drawn with ``seed``), e.g. the validation subset used while training.
     """
     prompt = prompt or cfg.prompt
-    if prompt not in PROMPTS:
-        raise ConfigError(f"unknown prompt {prompt!r}; one of {', '.join(PROMPTS)}")
+    if prompt not in PROMPT_VARIANTS:
+        raise ConfigError(f"unknown prompt {prompt!r}; one of {', '.join(PROMPT_VARIANTS)}")
     if split not in ("valid", "test"):
         raise ConfigError(f"split must be 'valid' or 'test', got {split!r}")
     n = cfg.num_candidates
