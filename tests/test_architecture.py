@@ -60,3 +60,109 @@ def test_the_check_finds_a_back_edge(tmp_path, monkeypatch):
         assert "ok" not in str(err).split("\n", 1)[1]
     else:
         raise AssertionError("the back edge was not found")
+
+
+# ------------------------------------------------------------------------------------ the stage registry
+def test_the_pipeline_imports_every_stage_explicitly():
+    """``ulmrec.pipeline`` names each stage module in an import statement (no importlib, no find_spec), and its
+    registry is those stages in data-flow order; no stage module imports the pipeline (only ulmrec.stage)."""
+    from ulmrec import pipeline
+
+    source = (PKG / "pipeline.py").read_text(encoding="utf-8") + (PKG / "cli.py").read_text(encoding="utf-8")
+    assert "importlib" not in source and "find_spec" not in source
+    imported = _imports(PKG / "pipeline.py")
+    pkgs = ["data", "preferences", "retrieval", "indexing", "ranker", "evaluation"]
+    assert all(f"ulmrec.{p}.stage" in imported for p in pkgs)
+    assert [s.name for s in pipeline.STAGES] == ["data", "preferences", "retrieval", "index", "ranker", "evaluate"]
+    for p in pkgs:
+        mods = _imports(PKG / p / "stage.py")
+        assert "ulmrec.stage.Stage" in mods and not any(m.startswith("ulmrec.pipeline") for m in mods), p
+
+
+def test_no_import_cycle():
+    """Module-level imports between the package's modules form no cycle."""
+    graph: dict[str, set[str]] = {}
+    modules = {}
+    for path in PKG.rglob("*.py"):
+        rel = path.relative_to(PKG.parent).with_suffix("")
+        name = ".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)
+        modules[name] = path
+    for name, path in modules.items():
+        deps = set()
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:  # module level only
+            if isinstance(node, ast.Import):
+                deps |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                deps |= {f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module
+                         for a in node.names}
+        graph[name] = {d for d in deps if d in modules and d != name}
+    state: dict[str, int] = {}
+    cycles = []
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = 1
+        for dep in sorted(graph[node]):
+            if state.get(dep) == 1:
+                cycles.append(" -> ".join(stack[stack.index(dep):] + [dep]))
+            elif dep not in state:
+                visit(dep, stack + [dep])
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+    assert not cycles, "import cycles:\n" + "\n".join(cycles)
+
+
+def test_every_stage_declares_what_it_reads_and_writes(tmp_path):
+    """Each stage's fingerprinted inputs are among its declared ``reads`` (every artifact present, settings that
+    read the most), and what it reads is written by an earlier stage."""
+    from ulmrec import artifacts
+    from ulmrec.config import load_config
+    from ulmrec.pipeline import STAGES
+
+    for a in artifacts.ALL:
+        a.path(tmp_path).parent.mkdir(parents=True, exist_ok=True)
+        a.path(tmp_path).write_text("x")
+    written: set = set()
+    for overrides in ([], ["tasks.train_candidates=retriever", "preferences.mode=import", "index.text_source=auto"]):
+        cfg = load_config([], [f"run_dir={tmp_path}", *overrides])
+        written = set()
+        for stage in STAGES:
+            declared = {a.path(tmp_path) for a in stage.reads}
+            inside = [p for p in stage.inputs(cfg, tmp_path) if str(p).startswith(str(tmp_path))]
+            assert set(inside) <= declared, (stage.name, set(inside) - declared)
+            assert set(stage.reads) <= written, (stage.name, set(stage.reads) - written)
+            assert all(a.stage == stage.name for a in stage.writes), stage.name
+            written |= set(stage.writes)
+    assert {a for a in artifacts.ALL if a.stage != artifacts.AUDIT} == written
+
+
+def _literals(path: Path) -> list[tuple[int, str]]:
+    """The package's string literals (f-string parts included), docstrings left out."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    docstrings = {id(n.body[0].value) for n in ast.walk(tree)
+                  if isinstance(n, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+                  and n.body and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+    docstrings |= {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant)}
+    return [(n.lineno, n.value) for n in ast.walk(tree)
+            if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docstrings]
+
+
+def test_artifact_file_names_are_spelled_only_in_the_declaration():
+    """Every artifact path comes from ``ulmrec.artifacts``: no other module writes an artifact's file name (or any
+    ``.parquet`` name) as a literal."""
+    import re
+
+    from ulmrec.artifacts import FILE_NAMES
+
+    names = re.compile(r"(?<![\w.])(" + "|".join(re.escape(n) for n in sorted(FILE_NAMES)) + r")(?![\w])"
+                       r"|\.parquet\b")
+    stray = []
+    for path in sorted(PKG.rglob("*.py")):
+        if path == PKG / "artifacts.py":
+            continue
+        for line, text in _literals(path):
+            if names.search(text):
+                stray.append(f"{path.relative_to(PKG)}:{line}: {text!r}")
+    assert not stray, "artifact file names outside ulmrec/artifacts.py:\n" + "\n".join(stray)

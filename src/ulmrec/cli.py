@@ -9,21 +9,27 @@ Every stage command takes ``-c/--config`` presets or YAML files (repeatable) and
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import json
 import logging
 import sys
 
+from ulmrec import experiments
+from ulmrec.config import load_config, preset_names
+from ulmrec.data import download, export
 from ulmrec.errors import UlmrecError
+from ulmrec.pipeline import STAGES, get_stage, run_all, run_stage
+from ulmrec.preferences import audit
+from ulmrec.ranker import recommend
+from ulmrec.runlock import ensure_run_dir
 
-#: Extra commands that are not pipeline stages: (command, module, help). A module that is not present is not listed.
+#: Extra commands that are not pipeline stages: (command, module, help). Each module has
+#: ``add_arguments(parser)`` and ``main(args) -> int``.
 EXTRA_COMMANDS = [
-    ("download", "ulmrec.data.download", "print or fetch the public Amazon review files of a category"),
-    ("export-recbole", "ulmrec.data.export", "write the prepared data as RecBole atomic files"),
-    ("recommend", "ulmrec.ranker.recommend", "ranked titles for one user from a trained run"),
-    ("experiment", "ulmrec.experiments", "the paper's ablations and analyses"),
-    ("audit", "ulmrec.preferences.audit", "do the preference sentences / user index see the test period?"),
+    ("download", download, "print or fetch the public Amazon review files of a category"),
+    ("export-recbole", export, "write the prepared data as RecBole atomic files"),
+    ("recommend", recommend, "ranked titles for one user from a trained run"),
+    ("experiment", experiments, "the paper's ablations and analyses"),
+    ("audit", audit, "do the preference sentences / user index see the test period?"),
 ]
 
 
@@ -36,33 +42,28 @@ def _config_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ulmrec.pipeline import available_stages
-
     parser = argparse.ArgumentParser(
         prog="ulmrec", description="ULMRec end to end: one subcommand per pipeline stage, `ulmrec run` for all of them.",
         epilog="Stage commands take -c PRESET_OR_YAML (repeatable) and key=value overrides, e.g. "
                "`ulmrec run -c beauty ranker.max_steps=200`. `ulmrec presets` lists the presets.")
     sub = parser.add_subparsers(dest="command", required=True)
-    stages = available_stages()
-    for st in stages:
+    for st in STAGES:
         p = sub.add_parser(st.command, help=st.help, description=st.help)
         _config_args(p)
         p.set_defaults(stage=st.name)
     p = sub.add_parser("run", help="every stage in order, each skipped when current")
     _config_args(p)
-    p.add_argument("--until", choices=[s.name for s in stages], help="stop after this stage")
+    p.add_argument("--until", choices=[s.name for s in STAGES], help="stop after this stage")
     p.set_defaults(stage="__all__")
     p = sub.add_parser("presets", help="list the shipped config presets")
     p.set_defaults(stage="__presets__")
     p = sub.add_parser("config", help="print the resolved config")
     _config_args(p)
     p.set_defaults(stage="__config__")
-    for name, mod, help_ in EXTRA_COMMANDS:
-        if importlib.util.find_spec(mod) is None:
-            continue
+    for name, module, help_ in EXTRA_COMMANDS:
         p = sub.add_parser(name, help=help_, description=help_)
-        importlib.import_module(mod).add_arguments(p)
-        p.set_defaults(stage="__extra__", module=mod)
+        module.add_arguments(p)
+        p.set_defaults(stage="__extra__", module=module)
     return parser
 
 
@@ -107,15 +108,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    from ulmrec.config import load_config, preset_names
-    from ulmrec.pipeline import get_stage, run_all, run_stage
-    from ulmrec.runlock import ensure_run_dir
-
     if args.stage == "__presets__":
         print("\n".join(preset_names()))
         return 0
     if args.stage == "__extra__":
-        return int(importlib.import_module(args.module).main(args) or 0)
+        return int(args.module.main(args) or 0)
     cfg = load_config(args.config, args.overrides)
     if args.stage == "__config__":
         import yaml

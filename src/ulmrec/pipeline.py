@@ -15,64 +15,43 @@ inference batch sizes) are left out of every stage's parameters. Each command ho
 from __future__ import annotations
 
 import copy
-import importlib
-import importlib.util
 import logging
 import os
 import shutil
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ulmrec.artifacts import STAGE_CONFIG, STAGE_RECORD
 from ulmrec.config import RESULT_NEUTRAL, Config
+from ulmrec.data.stage import STAGE as DATA
+from ulmrec.evaluation.stage import STAGE as EVALUATE
+from ulmrec.indexing.stage import STAGE as INDEX
 from ulmrec.io import file_digest, fingerprint, read_json, write_json, write_yaml
+from ulmrec.preferences.stage import STAGE as PREFERENCES
+from ulmrec.ranker.stage import STAGE as RANKER
+from ulmrec.retrieval.stage import STAGE as RETRIEVAL
 from ulmrec.runlock import ensure_run_dir, run_lock
+from ulmrec.stage import Stage
+
+__all__ = ["STAGES", "Stage", "available_stages", "get_stage", "run_all", "run_stage", "stage_fingerprint",
+           "stage_params"]
 
 log = logging.getLogger("ulmrec")
 
-#: Stage modules in pipeline order (paper: data -> preferences -> retrieval -> indexing -> ranker ->
-#: evaluation). A module that is not present is not offered by the CLI.
-STAGE_MODULES = [
-    "ulmrec.data.stage",
-    "ulmrec.preferences.stage",
-    "ulmrec.retrieval.stage",
-    "ulmrec.indexing.stage",
-    "ulmrec.ranker.stage",
-    "ulmrec.evaluation.stage",
-]
-
-
-@dataclass
-class Stage:
-    """One pipeline stage. ``build(cfg, run_dir, out_dir)`` writes artifacts into ``out_dir`` and may
-    return a small JSON-able summary that is stored in ``stage.json`` and printed."""
-
-    name: str
-    """Directory under the run directory, and the stage's name in logs and ``ulmrec run --until``."""
-    command: str
-    """The CLI subcommand (``ulmrec <command>``)."""
-    help: str
-    params: Callable[[Config], dict[str, Any]]
-    inputs: Callable[[Config, Path], list[Path]]
-    build: Callable[[Config, Path, Path], dict[str, Any] | None]
-    check: Callable[[Config], None] | None = None
-    """Settings checks that need no earlier stage's output (e.g. "QLoRA needs CUDA", "model not found").
-    ``ulmrec run`` calls them for every stage it will run before it starts the first one, so a run does not
-    fail on a bad ranker setting after an hour of retrieval training."""
+#: The stages in pipeline order (paper: data -> preferences -> retrieval -> indexing -> ranker -> evaluation).
+#: Each is the ``STAGE`` of its package's ``stage.py``; docs/ARCHITECTURE.md's stage table is generated from this
+#: tuple (:func:`architecture_markdown`).
+STAGES: tuple[Stage, ...] = (DATA, PREFERENCES, RETRIEVAL, INDEX, RANKER, EVALUATE)
 
 
 def available_stages() -> list[Stage]:
-    stages = []
-    for mod in STAGE_MODULES:
-        if importlib.util.find_spec(mod) is None:
-            continue
-        stages.append(importlib.import_module(mod).STAGE)
-    return stages
+    """Every stage in order (:data:`STAGES`)."""
+    return list(STAGES)
 
 
 def get_stage(name: str) -> Stage:
+    """The stage called ``name`` (its directory) or ``name`` (its command)."""
     for s in available_stages():
         if name in (s.name, s.command):
             return s
@@ -133,7 +112,7 @@ def stage_fingerprint(stage: Stage, cfg: Config, run_dir: Path) -> dict[str, Any
 
 def is_current(stage: Stage, cfg: Config) -> bool:
     run_dir = Path(cfg.run_dir)
-    record = run_dir / stage.name / "stage.json"
+    record = run_dir / stage.name / STAGE_RECORD
     if not record.exists():
         return False
     try:
@@ -147,13 +126,13 @@ def invalidate(stage: Stage, cfg: Config) -> None:
     """Make the stage's finished artifacts not current (``--force``): its ``stage.json`` goes first, so a forced
     run that is killed leaves a stage that the next run rebuilds (resuming from the forced run's checkpoints)
     instead of skipping. The artifacts stay until the new ones replace them."""
-    record = Path(cfg.run_dir) / stage.name / "stage.json"
+    record = Path(cfg.run_dir) / stage.name / STAGE_RECORD
     if record.exists():
         record.unlink()
         log.info("stage %s: --force, previous artifacts marked stale", stage.name)
 
 
-_BOOKKEEPING = {".fingerprint", "config.yaml"}
+_BOOKKEEPING = {".fingerprint", STAGE_CONFIG}
 
 
 def run_stage(stage: Stage, cfg: Config, force: bool = False) -> dict[str, Any]:
@@ -167,7 +146,7 @@ def _run_stage(stage: Stage, cfg: Config, force: bool) -> dict[str, Any]:
     final = run_dir / stage.name
     fp_obj = stage_fingerprint(stage, cfg, run_dir)
     fp = fingerprint(fp_obj)
-    record_path = final / "stage.json"
+    record_path = final / STAGE_RECORD
     if not force and record_path.exists() and read_json(record_path).get("fingerprint") == fp:
         log.info("stage %s: up to date, skipped (%s)", stage.name, final)
         rec = read_json(record_path)
@@ -182,7 +161,7 @@ def _run_stage(stage: Stage, cfg: Config, force: bool) -> dict[str, Any]:
         shutil.rmtree(partial)
     partial.mkdir(parents=True, exist_ok=True)
     marker.write_text(fp)
-    write_yaml(partial / "config.yaml", cfg.to_dict())
+    write_yaml(partial / STAGE_CONFIG, cfg.to_dict())
 
     log.info("stage %s: running -> %s", stage.name, final)
     t0 = time.time()
@@ -195,7 +174,7 @@ def _run_stage(stage: Stage, cfg: Config, force: bool) -> dict[str, Any]:
     record = {"stage": stage.name, "fingerprint": fp, "seconds": round(time.time() - t0, 3),
               "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "params": fp_obj["params"],
               "inputs": fp_obj["inputs"], "result_neutral": _neutral_values(cfg), "summary": summary}
-    write_json(partial / "stage.json", record)
+    write_json(partial / STAGE_RECORD, record)
     marker.unlink(missing_ok=True)
 
     trash = run_dir / f".{stage.name}.old"
@@ -225,7 +204,7 @@ def run_all(cfg: Config, force: bool = False, until: str | None = None) -> list[
         if force:
             for stage in stages:
                 invalidate(stage, cfg)
-        write_yaml(Path(cfg.run_dir) / "config.yaml", cfg.to_dict())
+        write_yaml(Path(cfg.run_dir) / STAGE_CONFIG, cfg.to_dict())
         records = []
         for stage in stages:
             records.append(_run_stage(stage, cfg, force=force))

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ulmrec.artifacts import DATA, DATA_STATS, INTERACTIONS, ITEMS, REFERENCE_INDEX, SOURCE_PREFERENCES, USERS
 from ulmrec.errors import DataError
 from ulmrec.io import write_json, write_parquet
 
@@ -128,26 +129,26 @@ class Dataset:
     def save(self, directory: str | Path, extra_stats: dict | None = None) -> None:
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        write_parquet(d / "interactions.parquet", self.interactions)
-        write_parquet(d / "users.parquet", self.users)
-        write_parquet(d / "items.parquet", self.items)
+        write_parquet(d / INTERACTIONS.name, self.interactions)
+        write_parquet(d / USERS.name, self.users)
+        write_parquet(d / ITEMS.name, self.items)
         if self.preferences is not None:
-            write_parquet(d / "source_preferences.parquet", self.preferences)
+            write_parquet(d / SOURCE_PREFERENCES.name, self.preferences)
         if self.reference_index is not None:
-            write_parquet(d / "reference_index.parquet", self.reference_index)
-        write_json(d / "stats.json", {**self.stats(), **(extra_stats or {})})
+            write_parquet(d / REFERENCE_INDEX.name, self.reference_index)
+        write_json(d / DATA_STATS.name, {**self.stats(), **(extra_stats or {})})
 
     @classmethod
     def load(cls, directory: str | Path) -> Dataset:
         """Load ``<run_dir>/data`` (or any directory written by :meth:`save`)."""
         d = Path(directory)
-        if (d / "data" / "interactions.parquet").exists():
-            d = d / "data"
-        if not (d / "interactions.parquet").exists():
-            raise DataError("no prepared dataset here (interactions.parquet missing); run `ulmrec prepare`", d)
+        if INTERACTIONS.path(d).exists():
+            d = d / DATA
+        if not (d / INTERACTIONS.name).exists():
+            raise DataError(f"no prepared dataset here ({INTERACTIONS.name} missing); run `ulmrec prepare`", d)
         opt = {}
-        for name, attr in (("source_preferences.parquet", "preferences"), ("reference_index.parquet", "reference_index")):
-            if (d / name).exists():
-                opt[attr] = pd.read_parquet(d / name)
-        return cls(pd.read_parquet(d / "interactions.parquet"), pd.read_parquet(d / "users.parquet"),
-                   pd.read_parquet(d / "items.parquet"), **opt)
+        for artifact, attr in ((SOURCE_PREFERENCES, "preferences"), (REFERENCE_INDEX, "reference_index")):
+            if (d / artifact.name).exists():
+                opt[attr] = pd.read_parquet(d / artifact.name)
+        return cls(pd.read_parquet(d / INTERACTIONS.name), pd.read_parquet(d / USERS.name),
+                   pd.read_parquet(d / ITEMS.name), **opt)

@@ -6,9 +6,10 @@ import dataclasses
 import logging
 from pathlib import Path
 
+from ulmrec import artifacts as art
 from ulmrec.config import Config
 from ulmrec.data.ingest import ingest, source_files
-from ulmrec.pipeline import Stage
+from ulmrec.stage import Stage
 
 log = logging.getLogger("ulmrec")
 
@@ -23,10 +24,12 @@ def _build(cfg: Config, run_dir: Path, out: Path) -> dict:
 
 
 STAGE = Stage(
-    name="data",
+    name=art.DATA,
     command="prepare",
     help="ingest and preprocess the data (title filter, k-core, leave-one-out split)",
     params=lambda cfg: dataclasses.asdict(cfg.data),
     inputs=lambda cfg, run_dir: source_files(cfg.data),
     build=_build,
+    writes=(art.INTERACTIONS, art.USERS, art.ITEMS, art.SOURCE_PREFERENCES, art.REFERENCE_INDEX, art.DATA_STATS),
+    sources="the source files of data.source (data.path, data.meta_path, ...; the embedded sample by default)",
 )

@@ -21,11 +21,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ulmrec import artifacts as art
 from ulmrec.config import Config
 from ulmrec.errors import ConfigError
 from ulmrec.io import write_json, write_parquet, write_text
 from ulmrec.metrics import format_table, metrics_from_ranks, rank_and_overall
-from ulmrec.pipeline import Stage
+from ulmrec.stage import Stage
 
 log = logging.getLogger("ulmrec")
 
@@ -35,21 +36,18 @@ ZERO_SHOT, FUSED, SHUFFLED = "Zero-shot (untuned LM)", "ULMRec + retriever", "UL
 
 def _adapters(cfg: Config, run_dir: Path) -> list[tuple[str, Path, str]]:
     """(model name, adapter directory, prompt) of every LLM ranker to evaluate."""
-    ranker = Path(run_dir) / "ranker"
-    out = [(ULMREC, ranker / "adapter", cfg.tasks.prompt)]
+    out = [(ULMREC, art.adapter_dir(run_dir), cfg.tasks.prompt)]
     if cfg.evaluate.no_history:
-        out.append((ULMREC_UID, ranker / "adapter", "no_history"))
+        out.append((ULMREC_UID, art.adapter_dir(run_dir), "no_history"))
     if cfg.evaluate.baseline and cfg.ranker.baseline:
-        out.append((LLAMAREC, ranker / "llamarec" / "adapter", "no_index"))
+        out.append((LLAMAREC, art.adapter_dir(run_dir, baseline=True), "no_index"))
     return out
 
 
 def _inputs(cfg: Config, run_dir: Path) -> list[Path]:
-    run_dir = Path(run_dir)
-    files = [run_dir / "data" / "interactions.parquet", run_dir / "data" / "items.parquet",
-             run_dir / "retrieval" / "candidates_test.parquet"]
+    files = [art.INTERACTIONS.path(run_dir), art.ITEMS.path(run_dir), art.candidates_path(run_dir, "test")]
     if cfg.tasks.identity == "index":
-        files.append(run_dir / "index" / "user_index.parquet")
+        files.append(art.user_index_path(run_dir))
     files += sorted({a for _, a, _ in _adapters(cfg, run_dir)})
     return files
 
@@ -143,7 +141,7 @@ def _build(cfg: Config, run_dir: Path, out: Path) -> dict:
     ks = list(ev.ks)
     n = cfg.tasks.num_candidates
     ds = Dataset.load(run_dir)
-    cands = pd.read_parquet(run_dir / "retrieval" / "candidates_test.parquet").sort_values("user_idx", kind="stable")
+    cands = pd.read_parquet(art.candidates_path(run_dir, "test")).sort_values("user_idx", kind="stable")
     all_ranks = retriever_ranks(cands, n)
     coverage = float((all_ranks >= 0).mean()) if len(all_ranks) else float("nan")
     identities = load_identities(cfg, ds, run_dir)
@@ -222,15 +220,15 @@ def _build(cfg: Config, run_dir: Path, out: Path) -> dict:
                                 extra_pairs=[p for p in extra if p[0] in results and p[1] in results],
                                 metrics=metrics, n_boot=ev.bootstrap, seed=cfg.seed)
     hist = {k: stats.letter_histogram(v) for k, v in scores_by.items() if k != FUSED}
-    stats.plot_letter_histograms(hist, out / "letters.png")
+    stats.plot_letter_histograms(hist, out / art.LETTERS.name)
     summary = {"test_users": len(cands), "rank_users": int((all_ranks >= 0).sum()), "scored_rank_users": len(per_user),
                "coverage": coverage, "subset": bool(subset), "num_candidates": n, "device": device,
                "model": cfg.ranker.model, "models": {k: results[k] for k in order}, "paired": paired,
                "letter_histogram": {k: [int(c) for c in v] for k, v in hist.items()}, "fusion": fusion,
                "preferences": _preference_note(run_dir)}
-    write_json(out / "results.json", summary)
-    write_text(out / "results.md", results_markdown(summary, ks))
-    write_parquet(out / "ranks.parquet", per_user)
+    write_json(out / art.RESULTS.name, summary)
+    write_text(out / art.RESULTS_TABLE.name, results_markdown(summary, ks))
+    write_parquet(out / art.RANKS.name, per_user)
     log.info("evaluate:\n%s", results_markdown(summary, ks))
     return {name: {"Rank NDCG@10": results[name]["Rank"].get("NDCG@10"),
                    "Overall NDCG@10": results[name]["Overall"].get("NDCG@10"),
@@ -241,7 +239,7 @@ def _fusion(cfg: Config, run_dir: Path, ranker, samples_for, n: int) -> dict:
     """The fusion weight w of "ULMRec + retriever", chosen on validation users only (w = 0 allowed)."""
     from ulmrec.evaluation import stats
 
-    valid_cands = pd.read_parquet(run_dir / "retrieval" / "candidates_valid.parquet")
+    valid_cands = pd.read_parquet(art.candidates_path(run_dir, "valid"))
     samples = samples_for(cfg.tasks.prompt, valid_cands, "valid", cfg.evaluate.fusion_users)
     lm, _ = ranker.score(samples, desc="fusion weight (validation)")
     retr = _retriever_scores(valid_cands, samples, n)
@@ -255,11 +253,11 @@ def _preference_note(run_dir: Path) -> str:
     test period: README, leakage audit)."""
     from ulmrec.io import read_json
 
-    report = run_dir / "preferences" / "report.json"
+    report = art.PREFERENCE_REPORT.path(run_dir)
     if report.exists():
         info = read_json(report)
         return str(info.get("provenance") or info.get("mode") or "preferences stage")
-    if (run_dir / "data" / "source_preferences.parquet").exists():
+    if art.SOURCE_PREFERENCES.path(run_dir).exists():
         return "shipped with the data (GPT-3.5, written from all reviews: they see the validation and test period)"
     return "none"
 
@@ -288,7 +286,7 @@ def results_markdown(summary: dict, ks: list[int]) -> str:
     if summary.get("letter_histogram"):
         from ulmrec.evaluation.stats import letter_histogram_markdown
 
-        lines += ["", "**Predicted letters** (argmax per user; letters.png)", "",
+        lines += ["", f"**Predicted letters** (argmax per user; {art.LETTERS.name})", "",
                   letter_histogram_markdown(summary["letter_histogram"])]
     if summary.get("preferences"):
         lines += ["", f"Preference sentences used by the ULMRec prompts: {summary['preferences']}."]
@@ -296,10 +294,14 @@ def results_markdown(summary: dict, ks: list[int]) -> str:
 
 
 STAGE = Stage(
-    name="evaluate",
+    name=art.EVALUATE,
     command="evaluate",
     help="Rank and Overall tables on test: ULMRec, the LlamaRec-style ranker and the retriever's order",
     params=_params,
     inputs=_inputs,
     build=_build,
+    reads=(art.INTERACTIONS, art.ITEMS, art.candidates("test"), art.candidates("valid"), art.USER_INDEX, art.ADAPTER,
+           art.BASELINE_ADAPTER, art.PREFERENCE_REPORT, art.SOURCE_PREFERENCES),
+    writes=(art.RESULTS, art.RESULTS_TABLE, art.RANKS, art.LETTERS),
+    sources="the base LM (ranker.model), as for the ranker stage",
 )

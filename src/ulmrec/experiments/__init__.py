@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ulmrec.artifacts import GRID_ANALYSES, GRID_PLAN, GRID_RESULTS
 from ulmrec.experiments.config import BUDGETS, ExperimentConfig, budget
 from ulmrec.experiments.grid import (
     EXPERIMENTS,
@@ -135,9 +136,9 @@ def run_experiments(name: str, presets: list[str], overrides: list[str], base: P
         return {}
     work.mkdir(parents=True, exist_ok=True)
     if not report_only:
-        write_json(work / "plan.json", {**plan.describe(), "command": command})
-    results_path = work / "results.json"
-    analyses_path = work / "analyses.json"
+        write_json(work / GRID_PLAN, {**plan.describe(), "command": command})
+    results_path = work / GRID_RESULTS
+    analyses_path = work / GRID_ANALYSES
     analyses: dict[str, Any] = read_json(analyses_path) if analyses_path.exists() else {}
 
     def analyses_and_reports(store: dict) -> None:
@@ -146,7 +147,7 @@ def run_experiments(name: str, presets: list[str], overrides: list[str], base: P
 
     if report_only:
         store = read_json(results_path) if results_path.exists() else {}
-        made_by = read_json(work / "plan.json").get("command") if (work / "plan.json").exists() else None
+        made_by = read_json(work / GRID_PLAN).get("command") if (work / GRID_PLAN).exists() else None
         if made_by:  # the tables name the command that produced the numbers
             print(f"tables of the runs made by: {made_by}")
             command = made_by

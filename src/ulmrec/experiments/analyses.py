@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ulmrec.artifacts import adapter_dir, candidates_path
 from ulmrec.config import Config
 
 log = logging.getLogger("ulmrec")
@@ -39,7 +40,7 @@ def _load_full_model(cfg: Config, run_dir: Path):
     """The trained ULMRec ranker of ``run_dir`` (:class:`ulmrec.ranker.engine.Ranker`)."""
     from ulmrec.ranker.engine import Ranker
 
-    return Ranker.load(cfg.ranker, Path(run_dir) / "ranker" / "adapter", cfg.device)
+    return Ranker.load(cfg.ranker, adapter_dir(run_dir), cfg.device)
 
 
 def case_users(cfg: Config, run_dir: Path, n: int, seed: int) -> list[int]:
@@ -51,7 +52,7 @@ def case_users(cfg: Config, run_dir: Path, n: int, seed: int) -> list[int]:
 
     ds = Dataset.load(run_dir)
     ids, prefs = read_identities("index", ds, run_dir), load_preferences(ds, run_dir)
-    cands = pd.read_parquet(Path(run_dir) / "retrieval" / "candidates_test.parquet")
+    cands = pd.read_parquet(candidates_path(run_dir, "test"))
     users = [int(u) for u in rank_users(cands, cfg.tasks.num_candidates)["user_idx"] if int(u) in ids and int(u) in prefs]
     if not users:
         return []
@@ -102,7 +103,7 @@ def inference_time(cfg: Config, run_dir: Path, n_users: int, seed: int) -> dict[
     from ulmrec.tasks import build_eval_samples
 
     ds = Dataset.load(run_dir)
-    cands = pd.read_parquet(Path(run_dir) / "retrieval" / "candidates_test.parquet")
+    cands = pd.read_parquet(candidates_path(run_dir, "test"))
     identities = load_identities(cfg, ds, Path(run_dir))
     t0 = time.perf_counter()
     ranker = _load_full_model(cfg, run_dir)

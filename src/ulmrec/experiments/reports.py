@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ulmrec.artifacts import USER_INDEX
 from ulmrec.experiments.grid import ABLATION, EXPERIMENTS, INDEX_CELLS, VARIANTS
 from ulmrec.experiments.runner import MAIN, RETRIEVER, UID, Plan, lookup
 from ulmrec.experiments.tables import (
@@ -119,7 +120,7 @@ def write_reports(plan: Plan, names: list[str], store: dict, analyses: dict, out
             _add_random(table, plan, recs)
             write_outputs(d, "table", _header(plan, recs, what), table, command,
                           "N-ID = user_idx + 1, O-ID = the dataset's user id, P-ID = this project's RQ-VAE index "
-                          "(index/user_index.parquet). Figure 9 in the paper has no printed numbers.\n\n"
+                          f"({USER_INDEX.key}). Figure 9 in the paper has no printed numbers.\n\n"
                           + _status(plan, store, [v for _, v in cells]))
             methods = ["N-ID", "O-ID", "P-ID"]
             panels = []

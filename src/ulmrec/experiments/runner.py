@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ulmrec import artifacts as art
 from ulmrec.config import Config, load_config
 from ulmrec.errors import ConfigError
 from ulmrec.experiments.config import ExperimentConfig
@@ -32,7 +33,7 @@ from ulmrec.io import read_json, write_json
 
 log = logging.getLogger("ulmrec")
 
-UPSTREAM = ("data", "preferences", "retrieval", "index")
+UPSTREAM = (art.DATA, art.PREFERENCES, art.RETRIEVAL, art.INDEX)
 UID = "ULMRec-uid (no history)"
 RETRIEVER = "Retriever order"
 MAIN = "ULMRec"
@@ -95,7 +96,7 @@ def prepare_base(plan: Plan, build: bool = True) -> None:
         if build:
             rec = run_stage(stage, cfg)
             log.info("experiment base: %s %s", stage.name, "current" if rec.get("skipped") else "built")
-        elif stage.name in ("data", "retrieval") and not (plan.base / stage.name).is_dir():
+        elif stage.name in (art.DATA, art.RETRIEVAL) and not (plan.base / stage.name).is_dir():
             raise ConfigError(f"the base run {plan.base} has no finished '{stage.name}' stage; run "
                               f"`ulmrec run --until index -c ... run_dir={plan.base}` first, or leave out --no-prepare")
 
@@ -137,18 +138,18 @@ def link_upstream(base: Path, run_dir: Path) -> None:
 
 def collect(run_dir: Path) -> dict[str, Any]:
     """The metrics of one finished variant run (evaluate/results.json + the ranker's summary)."""
-    res = read_json(run_dir / "evaluate" / "results.json")
+    res = read_json(art.RESULTS.path(run_dir))
     out: dict[str, Any] = {"test_users": res["test_users"], "rank_users": res["rank_users"],
                            "scored_rank_users": res["scored_rank_users"], "coverage": res["coverage"], "models": {}}
     for name, entry in res["models"].items():
         out["models"][name] = {"Rank": entry["Rank"], "Overall": entry["Overall"],
                                "seconds_per_user": entry.get("seconds_per_user")}
-    best = run_dir / "ranker" / "best.json"
+    best = art.RANKER_BEST.path(run_dir)
     if best.exists():
         b = read_json(best)
         out["train"] = {k: b.get(k) for k in ("steps", "train_samples", "train_seconds", "seconds_per_step",
                                               "best_step", "stop_reason")}
-    report = run_dir / "ranker" / "tasks_report.json"
+    report = art.TASKS_REPORT.path(run_dir)
     if report.exists():
         out["train"] = {**out.get("train", {}), "per_task": read_json(report).get("used_samples", {})}
     return out
@@ -162,7 +163,7 @@ def run_variant(plan: Plan, variant: Variant, seed: int) -> dict[str, Any]:
     run_dir = Path(cfg.run_dir)
     link_upstream(plan.base, run_dir)
     t0 = time.time()
-    for stage in ("ranker", "evaluate"):
+    for stage in (art.RANKER, art.EVALUATE):
         run_stage(get_stage(stage), cfg)
     rec = collect(run_dir)
     rec.update(variant=variant.name, trained_as=plan.trained_as(variant).name, seed=seed, run_dir=str(run_dir),

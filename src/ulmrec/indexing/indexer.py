@@ -31,6 +31,9 @@ from ulmrec.io import write_safetensors
 
 log = logging.getLogger("ulmrec")
 
+#: The resumable checkpoint in ``checkpoint_dir`` (the stage's partial directory; deleted when the stage ends).
+CHECKPOINT_FILE = "rqvae_checkpoint.safetensors"
+
 
 @dataclass
 class IndexerParams:
@@ -262,7 +265,7 @@ class UserIndexer:
 
     # ------------------------------------------------------------------ checkpoints (resume)
     def _checkpoint_path(self) -> Path | None:
-        return self.checkpoint_dir / "rqvae_checkpoint.safetensors" if self.checkpoint_dir else None
+        return self.checkpoint_dir / CHECKPOINT_FILE if self.checkpoint_dir else None
 
     def _save_checkpoint(self, opt: torch.optim.Optimizer, generator: torch.Generator, epoch: int,
                          signature: str) -> None:

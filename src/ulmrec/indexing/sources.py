@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ulmrec.artifacts import DATA, PREFERENCE_TABLE, SOURCE_PREFERENCES
 from ulmrec.data.dataset import Dataset
 from ulmrec.errors import DataError
 from ulmrec.preferences.table import read_ok_preferences
@@ -38,15 +39,11 @@ class UserTexts:
     counts: dict[str, int] = field(default_factory=dict)
 
 
-def preferences_path(run_dir: str | Path) -> Path:
-    return Path(run_dir) / "preferences" / "preferences.parquet"
-
-
 def load_preferences(run_dir: str | Path | None, ds: Dataset) -> list[tuple[str, dict[int, str]]]:
     """Preference sentences by source, in order of preference: ``[("preferences", {user_idx: sentence}),
     ("source_preferences", {...})]``: the preferences stage's successful rows, then the data's own file."""
     out = []
-    path = preferences_path(run_dir) if run_dir is not None else None
+    path = PREFERENCE_TABLE.path(run_dir) if run_dir is not None else None
     if path is not None and path.exists():
         out.append(("preferences", _as_map(read_ok_preferences(path))))
     elif run_dir is not None:
@@ -75,7 +72,7 @@ def collect_user_texts(ds: Dataset, text_source: str = "auto", run_dir: str | Pa
     if text_source in ("auto", "reviews"):
         if text_source == "reviews" and not ds.has_reviews:
             raise DataError("the dataset has no review text; use index.text_source=auto (falls back to "
-                            "preferences, then titles) or preferences/titles", Path(run_dir or ".") / "data")
+                            "preferences, then titles) or preferences/titles", Path(run_dir or ".") / DATA)
         if "review" in train.columns:
             rev = train[train["review"].notna()]
             text = rev["review"].astype(str).str.strip()
@@ -93,8 +90,8 @@ def collect_user_texts(ds: Dataset, text_source: str = "auto", run_dir: str | Pa
                     source[u] = where
                     found += 1
         if text_source == "preferences" and not found:
-            log.warning("index: no preference sentences found (neither the preferences stage's output nor "
-                        "data/source_preferences.parquet)")
+            log.warning("index: no preference sentences found (neither the preferences stage's output nor %s)",
+                        SOURCE_PREFERENCES.key)
 
     if text_source in ("auto", "preferences", "titles"):
         titles = ds.titles

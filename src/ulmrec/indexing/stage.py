@@ -16,17 +16,18 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ulmrec import artifacts as art
 from ulmrec.config import Config
 from ulmrec.data.dataset import Dataset
 from ulmrec.errors import DataError
 from ulmrec.indexing.config import IndexConfig
 from ulmrec.indexing.encoder import TextEncoder
-from ulmrec.indexing.indexer import UserIndexer
+from ulmrec.indexing.indexer import CHECKPOINT_FILE, UserIndexer
 from ulmrec.indexing.quality import shared_code_similarity
-from ulmrec.indexing.sources import collect_user_texts, preferences_path
+from ulmrec.indexing.sources import collect_user_texts
 from ulmrec.indexing.unique import index_tokens
 from ulmrec.io import write_json, write_parquet, write_yaml
-from ulmrec.pipeline import Stage
+from ulmrec.stage import Stage
 from ulmrec.utils import resolve_device
 
 log = logging.getLogger("ulmrec")
@@ -81,7 +82,7 @@ def _build_index(cfg: Config, run_dir: Path, out: Path) -> dict:
     ic = cfg.index
     device = resolve_device(cfg.device)
     ds = Dataset.load(run_dir)
-    users_file = run_dir / "data" / "users.parquet"
+    users_file = art.USERS.path(run_dir)
     if ds.num_users == 0:
         raise DataError("no users to index (the prepared dataset is empty)", users_file)
     if not np.array_equal(ds.users["user_idx"].to_numpy(), np.arange(ds.num_users)):
@@ -104,18 +105,18 @@ def _build_index(cfg: Config, run_dir: Path, out: Path) -> dict:
 
     table = pd.DataFrame({"user_idx": ds.users["user_idx"].to_numpy(), "user_id": user_ids,
                           "codes": [list(map(int, row)) for row in codes], "tokens": index_tokens(codes)})
-    write_parquet(out / "user_index.parquet", table)
-    indexer.save(out / "rqvae.safetensors")
-    write_yaml(out / "rqvae.yaml", {**dataclasses.asdict(indexer.params), "in_dim": indexer.in_dim_,
+    write_parquet(out / art.USER_INDEX.name, table)
+    indexer.save(out / art.RQVAE_WEIGHTS.name)
+    write_yaml(out / art.RQVAE_CARD.name, {**dataclasses.asdict(indexer.params), "in_dim": indexer.in_dim_,
                                     "encoder": ic.encoder})
-    (out / "rqvae_checkpoint.safetensors").unlink(missing_ok=True)
+    (out / CHECKPOINT_FILE).unlink(missing_ok=True)
 
     report = {
         "users": ds.num_users,
         "text_source": ic.text_source,
         "users_per_source": texts.counts,
         "texts": len(texts.texts),
-        "preferences_file": str(preferences_path(run_dir)) if texts.counts.get("preferences") else None,
+        "preferences_file": str(art.PREFERENCE_TABLE.path(run_dir)) if texts.counts.get("preferences") else None,
         "encoder": ic.encoder,
         "embedding_dim": int(id_emb.shape[1]),
         **report,
@@ -125,8 +126,8 @@ def _build_index(cfg: Config, run_dir: Path, out: Path) -> dict:
         "seconds": {"encode": round(t_encode, 2), "fit_and_index": round(t_index, 2),
                     "total": round(time.time() - t0, 2)},
     }
-    write_json(out / "report.json", report)
-    write_json(out / "train_log.json", indexer.history_)
+    write_json(out / art.INDEX_REPORT.name, report)
+    write_json(out / art.INDEX_LOG.name, indexer.history_)
     cb = report["collisions_before"]
     log.info("index: %d users, collisions %.4f -> %.4f (%d moved), level-1 perplexity %.1f, recon mse %.3g",
              ds.num_users, cb["collision_rate"], report["collisions_after"]["collision_rate"],
@@ -138,22 +139,24 @@ def _build_index(cfg: Config, run_dir: Path, out: Path) -> dict:
 
 
 def _inputs(cfg: Config, run_dir: Path) -> list[Path]:
-    data = run_dir / "data"
-    files = [data / "interactions.parquet", data / "users.parquet"]
+    files = [art.INTERACTIONS.path(run_dir), art.USERS.path(run_dir)]
     if cfg.index.text_source in ("auto", "preferences", "titles"):
-        files.append(data / "items.parquet")
+        files.append(art.ITEMS.path(run_dir))
     if cfg.index.text_source in ("auto", "preferences"):
-        files += [p for p in (preferences_path(run_dir), data / "source_preferences.parquet") if p.exists()]
-    if (data / "reference_index.parquet").exists():
-        files.append(data / "reference_index.parquet")
+        files += [p for p in (art.PREFERENCE_TABLE.path(run_dir), art.SOURCE_PREFERENCES.path(run_dir)) if p.exists()]
+    if art.REFERENCE_INDEX.path(run_dir).exists():
+        files.append(art.REFERENCE_INDEX.path(run_dir))
     return files
 
 
 STAGE = Stage(
-    name="index",
+    name=art.INDEX,
     command="index",
     help="personalized user indexing: review encoder, Eq. 1 pooling, RQ-VAE, unique user indices (paper 4.1)",
     params=lambda cfg: {**dataclasses.asdict(cfg.index), "seed": cfg.seed},
     inputs=_inputs,
     build=_build,
+    reads=(art.INTERACTIONS, art.USERS, art.ITEMS, art.PREFERENCE_TABLE, art.SOURCE_PREFERENCES, art.REFERENCE_INDEX),
+    writes=(art.USER_INDEX, art.INDEX_REPORT, art.RQVAE_WEIGHTS, art.RQVAE_CARD, art.INDEX_LOG),
+    sources="the text encoder (index.encoder; the packaged MiniLM by default)",
 )

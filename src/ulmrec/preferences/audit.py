@@ -44,6 +44,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ulmrec.artifacts import (
+    INDEX,
+    INDEX_REPORT,
+    LEAKAGE,
+    LEAKAGE_TABLE,
+    PREFERENCE_REPORT,
+    PREFERENCE_TABLE,
+    REFERENCE_INDEX,
+    SOURCE_PREFERENCES,
+    STAGE_RECORD,
+    USER_INDEX,
+)
 from ulmrec.data.dataset import Dataset
 from ulmrec.errors import DataError
 from ulmrec.io import file_digest, read_json, write_json, write_text
@@ -87,24 +99,24 @@ def _bigrams(words: list[str]) -> set[tuple[str, str]]:
 
 def load_sentences(run_dir: Path, ds: Dataset) -> tuple[dict[int, str], dict]:
     """``({user_idx: sentence}, description)``: the preferences stage's ok rows, else the data's own file."""
-    path = run_dir / "preferences" / "preferences.parquet"
+    path = PREFERENCE_TABLE.path(run_dir)
     if path.exists():
         df = read_ok_preferences(path)
-        report_path = run_dir / "preferences" / "report.json"
+        report_path = PREFERENCE_REPORT.path(run_dir)
         report = read_json(report_path) if report_path.exists() else {}
         sources = ({str(k): int(v) for k, v in df["source"].value_counts().items()} if "source" in df.columns
                    else {})
-        desc = {"file": "preferences/preferences.parquet", "mode": report.get("mode"), "sources": sources,
+        desc = {"file": PREFERENCE_TABLE.key, "mode": report.get("mode"), "sources": sources,
                 "provenance": report.get("provenance") or provenance_of(report.get("mode"), sources)}
     elif ds.preferences is not None:
         df = ds.preferences
         prov = sorted(set(df["provenance"].astype(str))) if "provenance" in df.columns else []
-        desc = {"file": "data/source_preferences.parquet", "mode": "import (the data's own sentences)",
+        desc = {"file": SOURCE_PREFERENCES.key, "mode": "import (the data's own sentences)",
                 "sources": {p: int((df["provenance"] == p).sum()) for p in prov} if prov else {},
                 "provenance": "shipped with the data (" + "; ".join(prov) + "); not known to be training-only"}
     else:
         raise DataError("no preference sentences to audit (run `ulmrec preferences`, or use a source that ships "
-                        "them)", run_dir / "preferences" / "preferences.parquet")
+                        "them)", PREFERENCE_TABLE.path(run_dir))
     df = df[df["preference"].notna()]
     text = df["preference"].astype(str).str.strip()
     keep = text.ne("").to_numpy()
@@ -122,16 +134,16 @@ def provenance_of(mode: str | None, sources: dict) -> str:
 def load_indices(run_dir: Path, ds: Dataset) -> dict[str, np.ndarray]:
     """``{name: codes}`` (one row of index tokens per user_idx, as an object array of tuples)."""
     out = {}
-    path = run_dir / "index" / "user_index.parquet"
+    path = USER_INDEX.path(run_dir)
     if path.exists():
         df = pd.read_parquet(path)
         col = "codes" if "codes" in df.columns else "tokens"
         if col not in df.columns or "user_idx" not in df.columns:
             raise DataError("columns user_idx and codes (or tokens) expected", path)
-        out[f"index/user_index.parquet (this run's index; {index_provenance(run_dir)})"] = _by_user(df, col,
+        out[f"{USER_INDEX.key} (this run's index; {index_provenance(run_dir)})"] = _by_user(df, col,
                                                                                                  ds.num_users)
     if ds.reference_index is not None:
-        out["data/reference_index.parquet (the authors' indices)"] = _by_user(ds.reference_index, "index",
+        out[f"{REFERENCE_INDEX.key} (the authors' indices)"] = _by_user(ds.reference_index, "index",
                                                                             ds.num_users)
     return out
 
@@ -139,11 +151,11 @@ def load_indices(run_dir: Path, ds: Dataset) -> dict[str, np.ndarray]:
 def index_provenance(run_dir: Path) -> str:
     """What the run's index was built from (its report.json) and whether its inputs are still the files there."""
     parts = []
-    report = run_dir / "index" / "report.json"
+    report = INDEX_REPORT.path(run_dir)
     if report.exists():
         src = read_json(report).get("users_per_source") or {}
         parts.append("built from " + ", ".join(f"{k} ({v} users)" for k, v in src.items()))
-    record = run_dir / "index" / "stage.json"
+    record = run_dir / INDEX / STAGE_RECORD
     if record.exists():
         stale = [k for k, v in (read_json(record).get("inputs") or {}).items()
                  if not (run_dir / k).exists() or file_digest(run_dir / k) != v]
@@ -376,11 +388,10 @@ def audit_run(run_dir: str | Path, seed: int = 0, null_samples: int = 5, n_boot:
         result["prefix_sharing"] = {name: prefix_sharing(ds, c, seed, n_boot) for name, c in indices.items()}
     else:
         result["prefix_sharing"] = None
-        result["prefix_sharing_skipped"] = ("no index: neither index/user_index.parquet (run `ulmrec index`) "
-                                            "nor data/reference_index.parquet")
-    out = run_dir / "audit"
-    write_json(out / "leakage.json", result)
-    write_text(out / "leakage.md", to_markdown(result))
+        result["prefix_sharing_skipped"] = (f"no index: neither {USER_INDEX.key} (run `ulmrec index`) "
+                                            f"nor {REFERENCE_INDEX.key}")
+    write_json(LEAKAGE.path(run_dir), result)
+    write_text(LEAKAGE_TABLE.path(run_dir), to_markdown(result))
     return result
 
 
@@ -468,5 +479,5 @@ def main(args: argparse.Namespace) -> int:
     seed = cfg.seed if args.seed is None else args.seed
     result = audit_run(cfg.run_dir, seed=seed, null_samples=args.null_samples, n_boot=args.bootstrap)
     print(to_markdown(result))
-    print(f"written: {Path(cfg.run_dir) / 'audit' / 'leakage.json'} and leakage.md")
+    print(f"written: {LEAKAGE.path(cfg.run_dir)} and {LEAKAGE_TABLE.name}")
     return 0

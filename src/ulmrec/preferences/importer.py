@@ -11,6 +11,7 @@ import json
 import logging
 from pathlib import Path
 
+from ulmrec.artifacts import SOURCE_PREFERENCES
 from ulmrec.data.dataset import Dataset
 from ulmrec.data.readers import iter_lines
 from ulmrec.errors import DataError
@@ -36,7 +37,7 @@ def _source_name(provenance: str) -> str:
 def from_dataset(ds: Dataset, data_dir: Path) -> tuple[dict[int, PreferenceRecord], dict]:
     """The sentences in ``data/source_preferences.parquet`` (user_idx, preference, provenance)."""
     if ds.preferences is None:
-        raise DataError("this dataset ships no preference sentences (source_preferences.parquet is missing); give "
+        raise DataError(f"this dataset ships no preference sentences ({SOURCE_PREFERENCES.name} is missing); give "
                         "preferences.import_path=<file.jsonl>, or use preferences.mode=api or offline", data_dir)
     found: dict[int, PreferenceRecord] = {}
     prov = ds.preferences.get("provenance")
@@ -45,7 +46,7 @@ def from_dataset(ds: Dataset, data_dir: Path) -> tuple[dict[int, PreferenceRecor
                           provenance):
         if isinstance(pref, str) and pref.strip():
             found[int(u)] = PreferenceRecord.ok(int(u), " ".join(pref.split()), _source_name(p))
-    info = {"file": str(data_dir / "source_preferences.parquet"), "provenance": sorted(set(map(str, provenance))),
+    info = {"file": str(data_dir / SOURCE_PREFERENCES.name), "provenance": sorted(set(map(str, provenance))),
             "rows": int(len(ds.preferences))}
     return found, info
 

@@ -14,16 +14,17 @@ import logging
 from collections import Counter
 from pathlib import Path
 
+from ulmrec import artifacts as art
 from ulmrec.config import Config
 from ulmrec.data.dataset import Dataset
 from ulmrec.io import fingerprint, write_json, write_parquet
-from ulmrec.pipeline import Stage
 from ulmrec.preferences.history import UserHistory, training_histories
 from ulmrec.preferences.importer import LEAKAGE_NOTE, from_dataset, from_jsonl
 from ulmrec.preferences.offline import TITLES_PROVENANCE, TITLES_VERSION, OfflineExtractor, TitlesExtractor
 from ulmrec.preferences.offline import VERSION as OFFLINE_SOURCE
 from ulmrec.preferences.prompts import PROMPT_TEMPLATES
 from ulmrec.preferences.table import PreferenceRecord, leak_probe, to_frame
+from ulmrec.stage import Stage
 from ulmrec.utils import cache_dir
 
 log = logging.getLogger("ulmrec")
@@ -49,11 +50,10 @@ def _params(cfg: Config) -> dict:
 
 
 def _inputs(cfg: Config, run_dir: Path) -> list[Path]:
-    d = Path(run_dir) / "data"
-    files = [d / "interactions.parquet", d / "users.parquet", d / "items.parquet"]
+    files = [art.INTERACTIONS.path(run_dir), art.USERS.path(run_dir), art.ITEMS.path(run_dir)]
     p = cfg.preferences
     if p.mode == "import":
-        src = Path(p.import_path) if p.import_path else d / "source_preferences.parquet"
+        src = Path(p.import_path) if p.import_path else art.SOURCE_PREFERENCES.path(run_dir)
         if src.exists():  # a missing file gets a clear error from the importer, not the pipeline's generic one
             files.append(src)
     return files
@@ -80,7 +80,7 @@ def _titles(histories: list[UserHistory], keywords: int, max_title_chars: int) -
 
 def _import(cfg: Config, ds: Dataset, run_dir: Path, histories: list[UserHistory], report: dict):
     p = cfg.preferences
-    found, info = from_jsonl(p.import_path, ds) if p.import_path else from_dataset(ds, Path(run_dir) / "data")
+    found, info = from_jsonl(p.import_path, ds) if p.import_path else from_dataset(ds, Path(run_dir) / art.DATA)
     default_source = Counter(r.source for r in found.values()).most_common(1)
     source = default_source[0][0] if default_source else "import"
     records = [found.get(h.user_idx) or PreferenceRecord.failed(h.user_idx, source, "no imported preference for this user")
@@ -151,23 +151,26 @@ def _build(cfg: Config, run_dir: Path, out: Path) -> dict:
         report["fallback_offline_users"] = len(failed)
 
     frame = to_frame(records)
-    write_parquet(out / "preferences.parquet", frame)
+    write_parquet(out / art.PREFERENCE_TABLE.name, frame)
     ok = int((frame["status"] == "ok").sum())
     report.update({"ok": ok, "failed": len(frame) - ok,
                    "sources": {str(k): int(v) for k, v in frame["source"].value_counts().items()},
                    "leak_probe": leak_probe(ds, frame)})
-    write_json(out / "report.json", report)
+    write_json(out / art.PREFERENCE_REPORT.name, report)
     if len(frame) - ok:
-        log.warning("preferences: %d of %d users have no preference (reasons in report.json)%s", len(frame) - ok,
+        log.warning(f"preferences: %d of %d users have no preference (reasons in {art.PREFERENCE_REPORT.name})%s", len(frame) - ok,
                     len(frame), "; `ulmrec preferences --force` asks again only for them" if p.mode == "api" else "")
     return {"mode": p.mode, "users": len(frame), "ok": ok, "failed": len(frame) - ok, "sources": report["sources"]}
 
 
 STAGE = Stage(
-    name="preferences",
+    name=art.PREFERENCES,
     command="preferences",
     help="one preference sentence per user: import, ask an OpenAI-compatible server, or offline stand-in",
     params=_params,
     inputs=_inputs,
     build=_build,
+    reads=(art.INTERACTIONS, art.USERS, art.ITEMS, art.SOURCE_PREFERENCES),
+    writes=(art.PREFERENCE_TABLE, art.PREFERENCE_REPORT),
+    sources="preferences.import_path (mode=import), an OpenAI-compatible server and its SQLite cache (mode=api)",
 )

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ulmrec.artifacts import adapter_dir, candidates_path
 from ulmrec.errors import ConfigError
 
 
@@ -46,15 +47,15 @@ def recommend(cfg, user: str, top: int = 10, baseline: bool = False) -> pd.DataF
     from ulmrec.tasks import build_eval_samples
 
     run_dir = Path(cfg.run_dir)
-    adapter = run_dir / "ranker" / ("llamarec/adapter" if baseline else "adapter")
+    adapter = adapter_dir(run_dir, baseline)
     if not (adapter / "adapter_config.json").exists():
         raise ConfigError(f"no trained ranker in {adapter}; run `ulmrec train` (or `ulmrec run`) for this run_dir")
     ds = Dataset.load(run_dir)
     u = find_user(ds, str(user))
-    cands = pd.read_parquet(run_dir / "retrieval" / "candidates_test.parquet")
+    cands = pd.read_parquet(candidates_path(run_dir, "test"))
     row = cands[cands["user_idx"] == u]
     if row.empty:
-        raise ConfigError(f"user {user!r} has no candidates in {run_dir / 'retrieval' / 'candidates_test.parquet'}")
+        raise ConfigError(f"user {user!r} has no candidates in {candidates_path(run_dir, 'test')}")
     n = cfg.tasks.num_candidates
     # build the prompt as for evaluation; the target field only marks the held-out item, it is not shown
     items = [int(i) for i in row["candidates"].iloc[0][:n]]

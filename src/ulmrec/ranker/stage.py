@@ -13,10 +13,10 @@ import logging
 import shutil
 from pathlib import Path
 
+from ulmrec import artifacts as art
 from ulmrec.config import Config
 from ulmrec.errors import ConfigError
 from ulmrec.io import write_json
-from ulmrec.pipeline import Stage
 from ulmrec.ranker.engine import (
     Ranker,
     baseline_tasks,
@@ -25,11 +25,12 @@ from ulmrec.ranker.engine import (
     set_threads,
     title_cutter,
 )
+from ulmrec.stage import Stage
 from ulmrec.tasks.config import RETRIEVER_MODES
 
 log = logging.getLogger("ulmrec")
 
-BASELINE_DIR = "llamarec"
+BASELINE_DIR = art.BASELINE_DIR
 
 
 def check_settings(cfg: Config) -> str:
@@ -51,14 +52,12 @@ def check_settings(cfg: Config) -> str:
 
 # ----------------------------------------------------------------------------------------- the stage
 def _inputs(cfg: Config, run_dir: Path) -> list[Path]:
-    run_dir = Path(run_dir)
-    files = [run_dir / "data" / "interactions.parquet", run_dir / "data" / "items.parquet",
-             run_dir / "retrieval" / "candidates_valid.parquet"]
+    files = [art.INTERACTIONS.path(run_dir), art.ITEMS.path(run_dir), art.candidates_path(run_dir, "valid")]
     if cfg.tasks.identity == "index":
-        files.append(run_dir / "index" / "user_index.parquet")
+        files.append(art.user_index_path(run_dir))
     if cfg.tasks.train_candidates in RETRIEVER_MODES:
-        files.append(run_dir / "retrieval" / "candidates_train.parquet")
-    for optional in (run_dir / "preferences" / "preferences.parquet", run_dir / "data" / "source_preferences.parquet"):
+        files.append(art.candidates_path(run_dir, "train"))
+    for optional in (art.PREFERENCE_TABLE.path(run_dir), art.SOURCE_PREFERENCES.path(run_dir)):
         if optional.exists():
             files.append(optional)
     return files
@@ -82,7 +81,7 @@ def build_samples(cfg: Config, run_dir: Path, tokenizer, baseline: bool = False)
     cut = title_cutter(tokenizer, cfg.ranker.max_title_tokens)
     train_cands = None
     if tasks.train_candidates in RETRIEVER_MODES:
-        train_cands = pd.read_parquet(run_dir / "retrieval" / "candidates_train.parquet")
+        train_cands = pd.read_parquet(art.candidates_path(run_dir, "train"))
     train, report = build_training_samples(ds, tasks, identities=identities, preferences=preferences,
                                            seed=cfg.seed, title_fn=cut, train_candidates=train_cands)
     if cfg.ranker.max_train_samples and len(train) > cfg.ranker.max_train_samples:
@@ -92,7 +91,7 @@ def build_samples(cfg: Config, run_dir: Path, tokenizer, baseline: bool = False)
                                                                      replace=False))
         train = [train[i] for i in keep]
         report["max_train_samples"] = cfg.ranker.max_train_samples
-    valid_cands = pd.read_parquet(run_dir / "retrieval" / "candidates_valid.parquet")
+    valid_cands = pd.read_parquet(art.candidates_path(run_dir, "valid"))
     valid = build_eval_samples(ds, "valid", valid_cands, tasks, identities=identities, title_fn=cut,
                                prompt="no_index" if baseline else tasks.prompt, max_users=cfg.ranker.eval_users,
                                seed=cfg.seed)
@@ -125,7 +124,7 @@ def train_one(cfg: Config, run_dir: Path, out: Path, baseline: bool) -> dict:
     longest = check_prompt_lengths(ranker.tokenizer, valid, cfg.ranker.max_length, "validation")
     report.update(index_tokens_added=len(tokens) if cfg.ranker.index_tokens == "added" else 0,
                   longest_valid_prompt=longest)
-    write_json(out / "tasks_report.json", report)
+    write_json(out / art.TASKS_REPORT.name, report)
     steps = None
     if baseline and cfg.ranker.baseline_max_steps >= 0:
         steps = cfg.ranker.baseline_max_steps
@@ -146,11 +145,15 @@ def _build(cfg: Config, run_dir: Path, out: Path) -> dict:
 
 
 STAGE = Stage(
-    name="ranker",
+    name=art.RANKER,
     command="train",
     help="alignment tuning of the LLM ranker (six tasks, LoRA) and the LlamaRec-style baseline",
     params=_params,
     inputs=_inputs,
     build=_build,
     check=check_settings,
+    reads=(art.INTERACTIONS, art.ITEMS, art.candidates("valid"), art.USER_INDEX,
+           art.candidates("train"), art.PREFERENCE_TABLE, art.SOURCE_PREFERENCES),
+    writes=(art.ADAPTER, art.RANKER_LOG, art.RANKER_CURVES, art.RANKER_BEST, art.TASKS_REPORT, art.BASELINE_ADAPTER),
+    sources="the base LM (ranker.model: a local path, the Hugging Face cache, or the packaged SmolLM2 GGUF)",
 )

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ulmrec.artifacts import ADAPTER, RANKER_BEST, RANKER_CURVES, RANKER_LOG
 from ulmrec.errors import ConfigError
 from ulmrec.io import read_json, write_json
 from ulmrec.metrics import metrics_from_ranks
@@ -299,7 +300,7 @@ def train_ranker(model, tokenizer, train_samples: list[Sample], valid_samples: l
                               "delete it or restore the settings")
         log.info("%s: resuming from step %d of %d", name, state.step, steps)
         if accelerator.is_main_process:
-            _truncate_log(out_dir / "train_log.jsonl", state.step)
+            _truncate_log(out_dir / RANKER_LOG.name, state.step)
 
     def lr_at(step: int) -> float:
         if step < warmup:
@@ -312,7 +313,7 @@ def train_ranker(model, tokenizer, train_samples: list[Sample], valid_samples: l
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: lr_at(i + first_step))
     model, optimizer = accelerator.prepare(model, optimizer)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    log_path = out_dir / "train_log.jsonl"
+    log_path = out_dir / RANKER_LOG.name
     world, rank = accelerator.num_processes, accelerator.process_index
     gather = world == 1  # the hidden-state gather bypasses the (DDP-)wrapped forward; see response_loss
     n_letters = max((e.n_candidates for e in encoded), default=0)
@@ -325,7 +326,7 @@ def train_ranker(model, tokenizer, train_samples: list[Sample], valid_samples: l
         if improved:
             state.best_metric, state.best_step, state.evals_since_best = (value if valid_samples else -1.0), state.step, 0
             if accelerator.is_main_process:
-                save_adapter(accelerator.unwrap_model(model), tokenizer, out_dir / "adapter")
+                save_adapter(accelerator.unwrap_model(model), tokenizer, out_dir / ADAPTER.name)
         else:
             state.evals_since_best += 1
         entry = {"step": state.step, "valid": metrics, "best": improved}
@@ -340,7 +341,7 @@ def train_ranker(model, tokenizer, train_samples: list[Sample], valid_samples: l
             state.done, state.stop_reason = True, state.stop_reason or "step budget reached"
         _save_checkpoint(accelerator, model, tokenizer, optimizer, state, ckpt)
         if accelerator.is_main_process:
-            write_curves(log_path, out_dir / "train_curves.png", name)
+            write_curves(log_path, out_dir / RANKER_CURVES.name, name)
         accelerator.wait_for_everyone()
 
     model.train()
@@ -386,7 +387,7 @@ def train_ranker(model, tokenizer, train_samples: list[Sample], valid_samples: l
                "stop_reason": state.stop_reason, "train_seconds": round(state.train_seconds, 1),
                "seconds_per_step": round(state.train_seconds / max(1, state.step), 3)}
     if accelerator.is_main_process:
-        write_json(out_dir / "best.json", summary)
+        write_json(out_dir / RANKER_BEST.name, summary)
     return summary
 
 

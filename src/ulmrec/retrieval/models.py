@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 from safetensors.torch import load_file
 
+from ulmrec.artifacts import RETRIEVER_CARD, RETRIEVER_WEIGHTS
 from ulmrec.errors import DataError
 from ulmrec.retrieval.base import SequentialRecommender
 from ulmrec.retrieval.config import RetrievalConfig
@@ -51,13 +52,14 @@ def model_card(name: str, model: SequentialRecommender, **extra: Any) -> dict[st
 def load_retriever(directory: str | Path, device: str = "cpu") -> SequentialRecommender:
     """Rebuild a trained retriever from ``<dir>/model.yaml`` and ``<dir>/model.safetensors``."""
     d = Path(directory)
-    card_path = d / "model.yaml"
-    if not card_path.exists() or not (d / "model.safetensors").exists():
-        raise DataError("no trained retriever here (model.yaml / model.safetensors missing); run `ulmrec retrieve`", d)
+    card_path, weights = d / RETRIEVER_CARD.name, d / RETRIEVER_WEIGHTS.name
+    if not card_path.exists() or not weights.exists():
+        raise DataError(f"no trained retriever here ({card_path.name} / {weights.name} missing); run `ulmrec retrieve`",
+                        d)
     card = yaml.safe_load(card_path.read_text(encoding="utf-8")) or {}
     if card.get("model") not in REGISTRY:
         raise DataError(f"unknown model {card.get('model')!r}; known: {', '.join(REGISTRY)}", card_path, field="model")
     model_cls, config_cls = _classes(card["model"])
     model = model_cls(config_cls(**card["config"]))
-    model.load_state_dict(load_file(str(d / "model.safetensors"), device=device))
+    model.load_state_dict(load_file(str(weights), device=device))
     return model.to(device).eval()

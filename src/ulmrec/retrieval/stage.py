@@ -18,15 +18,16 @@ from pathlib import Path
 
 import torch
 
+from ulmrec import artifacts as art
 from ulmrec.config import Config
 from ulmrec.data.dataset import Dataset
 from ulmrec.errors import DataError
 from ulmrec.io import read_json, write_json, write_parquet, write_safetensors, write_yaml
-from ulmrec.pipeline import Stage
 from ulmrec.retrieval.candidates import candidates_frame, full_ranking_metrics, rank_next_items
 from ulmrec.retrieval.data import split_histories, train_prefixes, training_windows
 from ulmrec.retrieval.models import build_model, model_card
 from ulmrec.retrieval.train import Trainer
+from ulmrec.stage import Stage
 from ulmrec.utils import resolve_device, seed_everything
 
 log = logging.getLogger("ulmrec")
@@ -40,7 +41,7 @@ def _params(cfg: Config) -> dict:
 
 
 def _inputs(cfg: Config, run_dir: Path) -> list[Path]:
-    return [Path(run_dir) / "data" / "interactions.parquet"]
+    return [art.INTERACTIONS.path(run_dir)]
 
 
 def _build(cfg: Config, run_dir: Path, out: Path) -> dict:
@@ -54,7 +55,7 @@ def _build(cfg: Config, run_dir: Path, out: Path) -> dict:
     if short:
         raise DataError(f"{len(short)} user(s) have fewer than 3 interactions (one training item, the validation "
                         f"and the test item are needed), e.g. user_idx {short[0]}",
-                        Path(run_dir) / "data" / "interactions.parquet", field="user_idx")
+                        art.INTERACTIONS.path(run_dir), field="user_idx")
     model = build_model(rc, ds.num_items)
     windows = training_windows(ds.train_sequences(), rc.max_len, rc.first_target and rc.model != "bert4rec")
     valid_h, valid_t = split_histories(ds, "valid")
@@ -71,10 +72,10 @@ def _build(cfg: Config, run_dir: Path, out: Path) -> dict:
     if state.stopped == "time":
         log.warning("retrieval: TRAINING CUT SHORT BY THE WALL CLOCK (retrieval.max_minutes=%g) after %d of %d epochs: "
                     "this model depends on the machine's speed and load, not only on the settings and seed (recorded "
-                    "as cut_by_wall_clock in metrics.json and stage.json); set retrieval.max_minutes=0 for a "
+                    f"as cut_by_wall_clock in {art.RETRIEVAL_METRICS.name} and {art.STAGE_RECORD}); set retrieval.max_minutes=0 for a "
                     "reproducible run", rc.max_minutes, state.epoch, rc.epochs)
-    write_safetensors(out / "model.safetensors", model.state_dict(), metadata={"model": rc.model})
-    write_yaml(out / "model.yaml", model_card(rc.model, model, training=training))
+    write_safetensors(out / art.RETRIEVER_WEIGHTS.name, model.state_dict(), metadata={"model": rc.model})
+    write_yaml(out / art.RETRIEVER_CARD.name, model_card(rc.model, model, training=training))
 
     metrics = {"model": rc.model, "users": ds.num_users, "items": ds.num_items, "training": training}
     for split in ("valid", "test"):
@@ -82,7 +83,7 @@ def _build(cfg: Config, run_dir: Path, out: Path) -> dict:
         histories, targets = split_histories(ds, split)
         res = rank_next_items(model, histories, targets, rc.max_len, k=rc.num_candidates,
                               batch_size=rc.eval_batch_size, device=device, desc=f"candidates {split}")
-        write_parquet(out / f"candidates_{split}.parquet",
+        write_parquet(out / art.candidates(split).name,
                       candidates_frame(range(ds.num_users), res, targets))
         metrics[split] = full_ranking_metrics(res["rank"], sorted({*rc.metric_ks, rc.num_candidates}))
         metrics[split]["coverage"] = float((res["target_rank"] >= 0).mean())
@@ -93,13 +94,13 @@ def _build(cfg: Config, run_dir: Path, out: Path) -> dict:
         users, positions, histories, targets = train_prefixes(ds)
         res = rank_next_items(model, histories, targets, rc.max_len, k=rc.num_candidates,
                               batch_size=rc.eval_batch_size, device=device, desc="candidates train")
-        write_parquet(out / "candidates_train.parquet", candidates_frame(users, res, targets, positions))
+        write_parquet(out / art.candidates("train").name, candidates_frame(users, res, targets, positions))
         metrics["train"] = {"prefixes": len(users), "coverage": float((res["target_rank"] >= 0).mean()),
                             "seconds": round(time.time() - t0, 2)}
-    write_json(out / "metrics.json", metrics)
+    write_json(out / art.RETRIEVAL_METRICS.name, metrics)
 
     ckpt = out / "checkpoints"
-    write_json(out / "train_log.json", read_json(ckpt / "trainer_state.json")["history"])
+    write_json(out / art.RETRIEVAL_LOG.name, read_json(ckpt / "trainer_state.json")["history"])
     shutil.rmtree(ckpt)
     return {"model": rc.model, "epochs": state.epoch, "stopped": state.stopped,
             **({"cut_by_wall_clock": True} if state.stopped == "time" else {}),
@@ -108,10 +109,13 @@ def _build(cfg: Config, run_dir: Path, out: Path) -> dict:
 
 
 STAGE = Stage(
-    name="retrieval",
+    name=art.RETRIEVAL,
     command="retrieve",
     help="train the retriever (LRURec by default) and write its top-20 candidates for validation and test",
     params=_params,
     inputs=_inputs,
     build=_build,
+    reads=(art.INTERACTIONS,),
+    writes=(art.RETRIEVER_WEIGHTS, art.RETRIEVER_CARD, art.candidates("valid"), art.candidates("test"),
+            art.candidates("train"), art.RETRIEVAL_METRICS, art.RETRIEVAL_LOG),
 )

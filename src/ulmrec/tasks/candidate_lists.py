@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ulmrec import artifacts
 from ulmrec.data.dataset import Dataset
 from ulmrec.errors import ConfigError, DataError
 
@@ -84,7 +85,7 @@ def read_candidates(path: str | Path, n: int) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path} does not exist; run `ulmrec retrieve` (for training candidates with "
-                          "retrieval settings that write candidates_train.parquet)")
+                          f"retrieval settings that write {artifacts.candidates('train').name})")
     frame = pd.read_parquet(path)
     return check_candidates(frame, n, str(path))
 
@@ -110,7 +111,7 @@ class TrainCandidates:
     after preprocessing; with repeats the last training occurrence wins).
     """
 
-    def __init__(self, frame: pd.DataFrame, ds: Dataset, n: int, source: str = "candidates_train.parquet",
+    def __init__(self, frame: pd.DataFrame, ds: Dataset, n: int, source: str = artifacts.candidates("train").name,
                  keep: int | None = None):
         check_candidates(frame, n, source)
         self.n = n

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ulmrec.artifacts import PREFERENCE_TABLE, REFERENCE_INDEX, SOURCE_PREFERENCES, USER_INDEX
 from ulmrec.data.dataset import Dataset
 from ulmrec.errors import ConfigError, DataError
 
@@ -30,7 +31,7 @@ def original_identities(ds: Dataset) -> dict[int, str]:
     return dict(zip(ds.users["user_idx"].astype(int), ds.users["user_id"].astype(str), strict=True))
 
 
-def index_identities(frame: pd.DataFrame, column: str = "tokens", source: str = "user_index.parquet") -> dict[int, str]:
+def index_identities(frame: pd.DataFrame, column: str = "tokens", source: str = USER_INDEX.name) -> dict[int, str]:
     """P-ID: a frame with ``user_idx`` and a list of index tokens per user -> ``{user_idx: '<a_1> <b_2> ...'}``."""
     for name in ("user_idx", column):
         if name not in frame:
@@ -52,11 +53,11 @@ def read_identities(kind: str, ds: Dataset, run_dir: str | Path | None = None) -
         return original_identities(ds)
     if kind == "reference":
         if ds.reference_index is None:
-            raise ConfigError("tasks.identity=reference, but this dataset ships no reference_index.parquet "
+            raise ConfigError(f"tasks.identity=reference, but this dataset ships no {REFERENCE_INDEX.name} "
                               "(only the 'ulmrec' source has the authors' indices); use identity=index")
-        return index_identities(ds.reference_index, "index", "data/reference_index.parquet")
+        return index_identities(ds.reference_index, "index", REFERENCE_INDEX.key)
     if kind == "index":
-        path = Path(run_dir or ".") / "index" / "user_index.parquet"
+        path = USER_INDEX.path(run_dir or ".")
         if not path.exists():
             raise ConfigError(f"tasks.identity=index needs {path}; run `ulmrec index` first")
         return index_identities(pd.read_parquet(path), "tokens", str(path))
@@ -81,11 +82,11 @@ def preferences_from_frame(frame: pd.DataFrame, source: str = "preferences") -> 
 def load_preferences(ds: Dataset, run_dir: str | Path | None = None) -> dict[int, str]:
     """``<run_dir>/preferences/preferences.parquet`` when the preferences stage ran, else the preferences the
     source shipped (``data/source_preferences.parquet``), else ``{}`` (the preference tasks are then skipped)."""
-    path = Path(run_dir or ".") / "preferences" / "preferences.parquet"
+    path = PREFERENCE_TABLE.path(run_dir or ".")
     if run_dir is not None and path.exists():
         return preferences_from_frame(pd.read_parquet(path), str(path))
     if ds.preferences is not None:
-        return preferences_from_frame(ds.preferences, "data/source_preferences.parquet")
+        return preferences_from_frame(ds.preferences, SOURCE_PREFERENCES.key)
     return {}
 
 

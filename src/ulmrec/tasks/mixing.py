@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from ulmrec.artifacts import USER_INDEX, candidates
 from ulmrec.data.dataset import Dataset
 from ulmrec.errors import ConfigError
 from ulmrec.tasks.base import TASKS, Sample
@@ -29,7 +30,7 @@ log = logging.getLogger("ulmrec")
 RANKING_TASKS = ("next_item", "intent")
 
 MISSING = {
-    "identity": "no user identities were given (tasks.identity=index needs index/user_index.parquet)",
+    "identity": f"no user identities were given (tasks.identity=index needs {USER_INDEX.key})",
     "preference": "no user preferences were given (run `ulmrec preferences`, or use a source that ships them)",
     "rating": "the dataset has no ratings",
 }
@@ -52,7 +53,7 @@ def validate(cfg: TasksConfig, ds: Dataset, train_candidates: pd.DataFrame | Non
                           f"{ds.num_items} items; lower tasks.num_candidates")
     if ranking and cfg.train_candidates in RETRIEVER_MODES and train_candidates is None:
         raise ConfigError(f"tasks.train_candidates={cfg.train_candidates} needs the retriever's candidates for "
-                          "every training prefix (retrieval/candidates_train.parquet); none were given")
+                          f"every training prefix ({candidates('train').key}); none were given")
 
 
 def check_run_settings(cfg) -> None:
@@ -66,7 +67,7 @@ def check_run_settings(cfg) -> None:
     ranking = [t for t in tasks.active() if t in RANKING_TASKS]
     if ranking and tasks.train_candidates in RETRIEVER_MODES and not getattr(retrieval, "train_candidates", False):
         raise ConfigError(f"tasks.train_candidates={tasks.train_candidates} needs retrieval.train_candidates=true "
-                          "(candidates_train.parquet)")
+                          f"({candidates('train').name})")
     if ranking and tasks.train_candidates == "hard_negatives" and retrieval.num_candidates < tasks.hard_negative_pool:
         log.warning("tasks: hard_negative_pool=%d but retrieval.num_candidates=%d: the negatives are drawn from the "
                     "retriever's top %d (raise retrieval.num_candidates for a larger pool)", tasks.hard_negative_pool,

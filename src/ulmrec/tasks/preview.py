@@ -15,6 +15,7 @@ import logging
 import sys
 from pathlib import Path
 
+from ulmrec.artifacts import candidates_path
 from ulmrec.config import load_config
 from ulmrec.data.dataset import Dataset
 from ulmrec.errors import UlmrecError
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         prefs = load_preferences(ds, run_dir)
         train_cands = None
         if cfg.tasks.train_candidates in RETRIEVER_MODES:
-            train_cands = read_candidates(run_dir / "retrieval" / "candidates_train.parquet", cfg.tasks.num_candidates)
+            train_cands = read_candidates(candidates_path(run_dir, "train"), cfg.tasks.num_candidates)
         samples, report = build_training_samples(ds, cfg.tasks, identities=ids, preferences=prefs, seed=cfg.seed,
                                                  train_candidates=train_cands)
     except UlmrecError as err:
