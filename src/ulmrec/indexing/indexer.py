@@ -12,17 +12,18 @@ jointly. Fitting is deterministic for a seed on CPU, and resumable: with ``check
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ulmrec.indexing.config import IndexConfig
 from ulmrec.indexing.pooling import RaggedReviews, ReviewAttentionPooling
 from ulmrec.indexing.quality import codebook_usage
 from ulmrec.indexing.rqvae import RQVAE
@@ -35,25 +36,11 @@ log = logging.getLogger("ulmrec")
 CHECKPOINT_FILE = "rqvae_checkpoint.safetensors"
 
 
-@dataclass
-class IndexerParams:
-    """Hyper-parameters of :class:`UserIndexer` (documented in :class:`ulmrec.indexing.config.IndexConfig`)."""
-
-    levels: int = 4
-    codebook_size: int = 256
-    code_dim: int = 32
-    hidden_dims: list[int] = field(default_factory=lambda: [256, 128, 64])
-    beta: float = 0.25
-    pooling: str = "attention"
-    epochs: int = 100
-    batch_size: int = 256
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    kmeans_iters: int = 50
-    standardize: bool = True
-    sinkhorn_epsilon: float = 0.0
-    sinkhorn_iters: int = 50
-    seed: int = 42
+#: The :class:`IndexConfig` fields that decide the learned indices, in the order of the settings record
+#: (:attr:`UserIndexer.params`: ``rqvae.yaml``, the weights' metadata, the resume signature). The other fields
+#: are the encoder's and the stage's (texts, threads, checkpoints).
+FIT_FIELDS = ("levels", "codebook_size", "code_dim", "hidden_dims", "beta", "pooling", "epochs", "batch_size", "lr",
+              "weight_decay", "kmeans_iters", "standardize", "sinkhorn_epsilon", "sinkhorn_iters")
 
 
 class UserIndexer:
@@ -63,33 +50,42 @@ class UserIndexer:
     after :meth:`transform`: ``report_`` (collisions before/after, codebook use, perplexity, errors).
     """
 
-    def __init__(self, levels: int = 4, codebook_size: int = 256, code_dim: int = 32, *,
-                 hidden_dims: list[int] | tuple[int, ...] = (256, 128, 64), beta: float = 0.25,
-                 pooling: str = "attention", epochs: int = 100, batch_size: int = 256, lr: float = 1e-3,
-                 weight_decay: float = 1e-4, kmeans_iters: int = 50, standardize: bool = True,
-                 sinkhorn_epsilon: float = 0.0, sinkhorn_iters: int = 50, seed: int = 42, device: str = "cpu",
-                 checkpoint_dir: str | Path | None = None, checkpoint_every: int = 0, progress: bool = True):
-        self.params = IndexerParams(levels, codebook_size, code_dim, list(hidden_dims), beta, pooling, epochs,
-                                    batch_size, lr, weight_decay, kmeans_iters, standardize, sinkhorn_epsilon,
-                                    sinkhorn_iters, seed)
-        if pooling not in ("attention", "mean"):
-            raise ValueError(f"pooling must be 'attention' or 'mean', got {pooling!r}")
+    def __init__(self, config: IndexConfig | None = None, *, seed: int = 42, device: str = "cpu",
+                 checkpoint_dir: str | Path | None = None, progress: bool = True, **settings):
+        """``config``: the index settings (:class:`IndexConfig`, the one declaration of them; its defaults when
+        ``None``); ``settings``: IndexConfig fields on top, sklearn-style (``UserIndexer(levels=3,
+        codebook_size=8)``). A positive ``sinkhorn_epsilon`` given without ``sinkhorn`` switches Sinkhorn on,
+        as in the settings record (:attr:`params`, where 0 means off). With ``checkpoint_dir`` a resumable
+        checkpoint is saved there every ``checkpoint_every`` epochs."""
+        if "sinkhorn" not in settings and "sinkhorn_epsilon" in settings:
+            settings["sinkhorn"] = settings["sinkhorn_epsilon"] > 0
+        self.config = dataclasses.replace(config or IndexConfig(), **settings)
+        if self.config.pooling not in ("attention", "mean"):
+            raise ValueError(f"pooling must be 'attention' or 'mean', got {self.config.pooling!r}")
+        self.seed = seed
         self.device, self.progress = device, progress
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
-        self.checkpoint_every = checkpoint_every
+        self.checkpoint_every = self.config.checkpoint_every if self.checkpoint_dir else 0
+
+    @property
+    def params(self) -> dict:
+        """The settings record: :data:`FIT_FIELDS` (``sinkhorn_epsilon`` 0 when Sinkhorn is off) and the seed."""
+        c = self.config
+        record = {name: getattr(c, name) for name in FIT_FIELDS}
+        record.update(hidden_dims=list(c.hidden_dims), sinkhorn_epsilon=c.sinkhorn_epsilon if c.sinkhorn else 0.0)
+        return {**record, "seed": self.seed}
 
     # ------------------------------------------------------------------ fitting
     def fit(self, review_emb: np.ndarray, id_emb: np.ndarray, owners: np.ndarray) -> UserIndexer:
-        p = self.params
+        p = self.config
         self._set_scaler(review_emb, id_emb)
         reviews, ids = self._inputs(review_emb, id_emb, owners)
         num_users = ids.shape[0]
         self.in_dim_ = ids.shape[1]
-        generator = torch.Generator().manual_seed(p.seed)
+        generator = torch.Generator().manual_seed(self.seed)
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(p.seed)
-            self.model_ = RQVAE(self.in_dim_, p.hidden_dims, p.levels, p.codebook_size, p.code_dim, p.beta,
-                                p.sinkhorn_epsilon, p.sinkhorn_iters).to(self.device)
+            torch.manual_seed(self.seed)
+            self.model_ = self._rqvae(self.device)
             self.pooling_ = ReviewAttentionPooling(self.in_dim_).to(self.device)
         params = list(self.model_.parameters())
         if p.pooling == "attention":
@@ -113,7 +109,7 @@ class UserIndexer:
             for batch in torch.randperm(num_users, generator=generator).split(p.batch_size):
                 batch = batch.to(self.device)
                 x = self._pool(reviews, ids, batch)
-                _, _, recon, rq = self.model_(x, balance=p.sinkhorn_epsilon > 0)
+                _, _, recon, rq = self.model_(x, balance=p.sinkhorn)
                 loss = recon + rq  # Eq. 6
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -139,7 +135,7 @@ class UserIndexer:
         reviews, ids = self._inputs(review_emb, id_emb, owners)
         x = self._pool(reviews, ids, torch.arange(ids.shape[0], device=self.device))
         z = self.model_.encoder(x)
-        _, codes, _, residuals = self.model_.quantizer(z, balance=self.params.sinkhorn_epsilon > 0)
+        _, codes, _, residuals = self.model_.quantizer(z, balance=self.config.sinkhorn)
         return {"x": x.cpu().numpy(), "z": z.cpu().numpy(), "codes": codes.cpu().numpy(),
                 "residuals": residuals.cpu().numpy()}
 
@@ -147,7 +143,7 @@ class UserIndexer:
     def transform(self, review_emb: np.ndarray, id_emb: np.ndarray, owners: np.ndarray,
                   unique: bool = True) -> np.ndarray:
         """Codes (U, levels), every row unique when ``unique`` (see :mod:`ulmrec.indexing.unique`)."""
-        p = self.params
+        p = self.config
         q = self.quantize(review_emb, id_emb, owners)
         codes = q["codes"]
         before = collision_stats(codes)
@@ -180,7 +176,7 @@ class UserIndexer:
         tensors = {f"rqvae.{k}": v for k, v in self.model_.state_dict().items()}
         tensors |= {f"pooling.{k}": v for k, v in self.pooling_.state_dict().items()}
         tensors |= {"scaler.mean": torch.as_tensor(self.mean_), "scaler.scale": torch.as_tensor(self.scale_)}
-        meta = {"params": json.dumps(asdict(self.params)), "in_dim": str(self.in_dim_)}
+        meta = {"params": json.dumps(self.params), "in_dim": str(self.in_dim_)}
         write_safetensors(path, tensors, metadata=meta)
 
     @classmethod
@@ -193,9 +189,7 @@ class UserIndexer:
         params = json.loads(meta["params"])
         self = cls(**params, device=device, progress=False)
         self.in_dim_ = int(meta["in_dim"])
-        p = self.params
-        self.model_ = RQVAE(self.in_dim_, p.hidden_dims, p.levels, p.codebook_size, p.code_dim, p.beta,
-                            p.sinkhorn_epsilon, p.sinkhorn_iters).to(device)
+        self.model_ = self._rqvae(device)
         self.pooling_ = ReviewAttentionPooling(self.in_dim_).to(device)
         self.model_.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("rqvae.")})
         self.pooling_.load_state_dict({k[8:]: v for k, v in tensors.items() if k.startswith("pooling.")})
@@ -203,6 +197,11 @@ class UserIndexer:
         return self
 
     # ------------------------------------------------------------------ helpers
+    def _rqvae(self, device: str) -> RQVAE:
+        p = self.params
+        return RQVAE(self.in_dim_, p["hidden_dims"], p["levels"], p["codebook_size"], p["code_dim"], p["beta"],
+                     p["sinkhorn_epsilon"], p["sinkhorn_iters"]).to(device)
+
     def _set_scaler(self, review_emb, id_emb) -> None:
         """Per-dimension mean and std of the texts (the IDs when there are none): sentence embeddings share a
         large common component (mean cosine ~0.55 between random Beauty users) that otherwise lets the RQ-VAE
@@ -211,7 +210,7 @@ class UserIndexer:
         if ref.ndim != 2 or ref.shape[0] < 2:
             ref = np.asarray(id_emb, dtype=np.float32)
         dim = ref.shape[1] if ref.ndim == 2 else 0
-        if not self.params.standardize or ref.ndim != 2 or ref.shape[0] < 2:
+        if not self.config.standardize or ref.ndim != 2 or ref.shape[0] < 2:
             self.mean_, self.scale_ = np.zeros(dim, np.float32), np.ones(dim, np.float32)
             return
         self.mean_ = ref.mean(0).astype(np.float32)
@@ -258,7 +257,7 @@ class UserIndexer:
             raise RuntimeError("UserIndexer is not fitted; call fit() first")
 
     def _signature(self, review_emb, id_emb, owners) -> str:
-        h = hashlib.sha256(json.dumps(asdict(self.params) | {"epochs": None}, sort_keys=True).encode())
+        h = hashlib.sha256(json.dumps(self.params | {"epochs": None}, sort_keys=True).encode())
         for a in (review_emb, id_emb, owners):
             h.update(np.ascontiguousarray(a).tobytes())
         return h.hexdigest()
@@ -290,7 +289,7 @@ class UserIndexer:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata()
             tensors = {k: f.get_tensor(k) for k in f.keys()}
-        if meta.get("signature") != signature or int(meta["epoch"]) > self.params.epochs:
+        if meta.get("signature") != signature or int(meta["epoch"]) > self.config.epochs:
             log.info("index: checkpoint %s is for other settings or data; starting afresh", path)
             return 0
         self.model_.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("rqvae.")})
@@ -304,6 +303,6 @@ class UserIndexer:
         generator.set_state(tensors["generator"])
         self.history_ = json.loads(meta["history"])
         epoch = int(meta["epoch"])
-        log.info("index: resumed from checkpoint at epoch %d/%d", epoch, self.params.epochs)
+        log.info("index: resumed from checkpoint at epoch %d/%d", epoch, self.config.epochs)
         return epoch
 

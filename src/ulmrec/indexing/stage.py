@@ -20,7 +20,6 @@ from ulmrec import artifacts as art
 from ulmrec.config import Config
 from ulmrec.data.dataset import Dataset
 from ulmrec.errors import DataError
-from ulmrec.indexing.config import IndexConfig
 from ulmrec.indexing.encoder import TextEncoder
 from ulmrec.indexing.indexer import CHECKPOINT_FILE, UserIndexer
 from ulmrec.indexing.quality import shared_code_similarity
@@ -31,16 +30,6 @@ from ulmrec.stage import Stage
 from ulmrec.utils import resolve_device
 
 log = logging.getLogger("ulmrec")
-
-
-def make_indexer(ic: IndexConfig, seed: int, device: str = "cpu", checkpoint_dir: Path | None = None) -> UserIndexer:
-    """A :class:`UserIndexer` with the settings of ``ic``."""
-    return UserIndexer(ic.levels, ic.codebook_size, ic.code_dim, hidden_dims=ic.hidden_dims, beta=ic.beta,
-                       pooling=ic.pooling, epochs=ic.epochs, batch_size=ic.batch_size, lr=ic.lr,
-                       weight_decay=ic.weight_decay, kmeans_iters=ic.kmeans_iters, standardize=ic.standardize,
-                       sinkhorn_epsilon=ic.sinkhorn_epsilon if ic.sinkhorn else 0.0,
-                       sinkhorn_iters=ic.sinkhorn_iters, seed=seed, device=device, checkpoint_dir=checkpoint_dir,
-                       checkpoint_every=ic.checkpoint_every)
 
 
 def user_text_embeddings(review_emb: np.ndarray, owners: np.ndarray, id_emb: np.ndarray) -> np.ndarray:
@@ -96,7 +85,7 @@ def _build_index(cfg: Config, run_dir: Path, out: Path) -> dict:
     id_emb = encoder.encode(user_ids, desc="index: user ids")
     t_encode = time.time() - t0
 
-    indexer = make_indexer(ic, cfg.seed, device, checkpoint_dir=out)
+    indexer = UserIndexer(ic, seed=cfg.seed, device=device, checkpoint_dir=out)
     codes = indexer.fit_transform(review_emb, id_emb, texts.owners)
     t_index = time.time() - t0 - t_encode
     report = indexer.report_
@@ -107,7 +96,7 @@ def _build_index(cfg: Config, run_dir: Path, out: Path) -> dict:
                           "codes": [list(map(int, row)) for row in codes], "tokens": index_tokens(codes)})
     write_parquet(out / art.USER_INDEX.name, table)
     indexer.save(out / art.RQVAE_WEIGHTS.name)
-    write_yaml(out / art.RQVAE_CARD.name, {**dataclasses.asdict(indexer.params), "in_dim": indexer.in_dim_,
+    write_yaml(out / art.RQVAE_CARD.name, {**indexer.params, "in_dim": indexer.in_dim_,
                                     "encoder": ic.encoder})
     (out / CHECKPOINT_FILE).unlink(missing_ok=True)
 

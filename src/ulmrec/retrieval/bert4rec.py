@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ulmrec.retrieval.base import PAD, SequentialRecommender, causal_padding_mask, right_aligned_positions
+from ulmrec.retrieval.config import stage_setting
 from ulmrec.retrieval.sasrec import TransformerBlock
 
 
@@ -23,19 +24,19 @@ from ulmrec.retrieval.sasrec import TransformerBlock
 class BERT4RecConfig:
     num_items: int
     """(int) Number of real items (ids 1..num_items; 0 is padding, num_items + 1 the mask token)."""
-    max_len: int = 50
+    max_len: int = stage_setting("max_len")
     """(int) Longest input sequence, the appended mask token included."""
-    hidden: int = 64
+    hidden: int = stage_setting("hidden")
     """(int) Model width."""
-    blocks: int = 2
+    blocks: int = stage_setting("blocks")
     """(int) Transformer blocks."""
-    heads: int = 2
+    heads: int = stage_setting("heads")
     """(int) Attention heads."""
-    dropout: float = 0.2
+    dropout: float = stage_setting("dropout")
     """(float) Dropout on embeddings and feed-forward outputs."""
-    attn_dropout: float = 0.2
+    attn_dropout: float = stage_setting("attn_dropout")
     """(float) Dropout on attention weights."""
-    mask_prob: float = 0.25
+    mask_prob: float = stage_setting("mask_prob")
     """(float) Probability that a training item is replaced by the mask token (LlamaRec's bert_mask_prob)."""
 
     def __post_init__(self) -> None:

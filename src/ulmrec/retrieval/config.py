@@ -8,7 +8,9 @@ AdamW lr 1e-3 with weight decay 0.01 (not on biases, norms or the recurrence par
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
+from typing import Any
 
 MODELS = ("lrurec", "sasrec", "bert4rec", "narm")
 
@@ -29,7 +31,8 @@ class RetrievalConfig:
     hidden: int = 64
     """(int) Embedding and model width."""
     blocks: int = 2
-    """(int) Layers (LRU blocks, Transformer blocks; NARM: GRU layers)."""
+    """(int) Layers (LRU blocks, Transformer blocks; NARM has one GRU layer whatever this says: its own
+    ``NARMConfig.layers``)."""
     heads: int = 2
     """(int) Attention heads (SASRec, BERT4Rec)."""
     dropout: float = 0.5
@@ -109,3 +112,13 @@ class RetrievalConfig:
         if metric not in ("MRR", "NDCG", "Recall") or not k.isdigit() or int(k) not in self.metric_ks:
             raise ValueError(f"retrieval.best_metric must look like Recall@10 with k in metric_ks "
                              f"{self.metric_ks}, got {self.best_metric!r}")
+
+
+def stage_setting(name: str) -> Any:
+    """A field of a retriever's model config (``LRURecConfig`` ...) that is the stage setting ``retrieval.<name>``:
+    its default is :class:`RetrievalConfig`'s, and :func:`ulmrec.retrieval.models.model_config` fills it from the
+    stage's settings, so each such setting is declared once, here. (Fields without it are the model's own.)"""
+    default = {f.name: f for f in dataclasses.fields(RetrievalConfig)}[name].default
+    if default is dataclasses.MISSING:
+        raise ValueError(f"retrieval.{name} has no plain default")
+    return field(default=default, metadata={"stage_setting": name})

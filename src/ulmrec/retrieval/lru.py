@@ -29,19 +29,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from ulmrec.retrieval.base import PAD, SequentialRecommender, gelu_ffn
+from ulmrec.retrieval.config import stage_setting
 
 
 @dataclass
 class LRURecConfig:
     num_items: int
     """(int) Number of real items (ids 1..num_items; 0 is padding)."""
-    hidden: int = 64
+    hidden: int = stage_setting("hidden")
     """(int) Embedding and model width d; the recurrent state has 2d complex channels."""
-    blocks: int = 2
+    blocks: int = stage_setting("blocks")
     """(int) Number of LRU blocks."""
-    dropout: float = 0.2
+    dropout: float = stage_setting("dropout")
     """(float) Dropout on the embeddings and in the feed-forward blocks."""
-    attn_dropout: float = 0.2
+    attn_dropout: float = stage_setting("attn_dropout")
     """(float) Dropout on the recurrent layer's output (LlamaRec's ``bert_attn_dropout``)."""
     r_min: float = 0.8
     """(float) Smallest initial |lambda| (ring initialisation)."""

@@ -32,11 +32,12 @@ def _classes(name: str) -> tuple[type, type]:
 
 
 def model_config(cfg: RetrievalConfig, num_items: int) -> Any:
-    """The model's own config dataclass, filled from the stage settings that it has fields for."""
+    """The model's own config dataclass, its :func:`~ulmrec.retrieval.config.stage_setting` fields filled from the
+    stage settings (the model's other fields keep their defaults)."""
     _, config_cls = _classes(cfg.model)
-    names = {f.name for f in dataclasses.fields(config_cls)}
-    stage = dataclasses.asdict(cfg)
-    return config_cls(num_items=num_items, **{k: v for k, v in stage.items() if k in names and k != "num_items"})
+    settings = {f.name: getattr(cfg, f.metadata["stage_setting"]) for f in dataclasses.fields(config_cls)
+                if "stage_setting" in f.metadata}
+    return config_cls(num_items=num_items, **settings)
 
 
 def build_model(cfg: RetrievalConfig, num_items: int) -> SequentialRecommender:

@@ -17,19 +17,20 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from ulmrec.retrieval.base import PAD, SequentialRecommender
+from ulmrec.retrieval.config import stage_setting
 
 
 @dataclass
 class NARMConfig:
     num_items: int
     """(int) Number of real items (ids 1..num_items; 0 is padding)."""
-    hidden: int = 64
+    hidden: int = stage_setting("hidden")
     """(int) Item embedding size and GRU state size."""
     layers: int = 1
     """(int) GRU layers (the paper uses one)."""
-    dropout: float = 0.2
+    dropout: float = stage_setting("dropout")
     """(float) Dropout on the item embeddings (the paper: 0.25)."""
-    attn_dropout: float = 0.2
+    attn_dropout: float = stage_setting("attn_dropout")
     """(float) Dropout on the session representation c_t before the decoder (the paper: 0.5)."""
 
 

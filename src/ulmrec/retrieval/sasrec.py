@@ -21,23 +21,24 @@ from ulmrec.retrieval.base import (
     gelu_ffn,
     right_aligned_positions,
 )
+from ulmrec.retrieval.config import stage_setting
 
 
 @dataclass
 class SASRecConfig:
     num_items: int
     """(int) Number of real items (ids 1..num_items; 0 is padding)."""
-    max_len: int = 50
+    max_len: int = stage_setting("max_len")
     """(int) Longest input sequence (number of position embeddings)."""
-    hidden: int = 64
+    hidden: int = stage_setting("hidden")
     """(int) Model width."""
-    blocks: int = 2
+    blocks: int = stage_setting("blocks")
     """(int) Transformer blocks."""
-    heads: int = 2
+    heads: int = stage_setting("heads")
     """(int) Attention heads."""
-    dropout: float = 0.2
+    dropout: float = stage_setting("dropout")
     """(float) Dropout on embeddings and feed-forward outputs."""
-    attn_dropout: float = 0.2
+    attn_dropout: float = stage_setting("attn_dropout")
     """(float) Dropout on attention weights."""
 
     def __post_init__(self) -> None:
