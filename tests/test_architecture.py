@@ -166,3 +166,16 @@ def test_artifact_file_names_are_spelled_only_in_the_declaration():
             if names.search(text):
                 stray.append(f"{path.relative_to(PKG)}:{line}: {text!r}")
     assert not stray, "artifact file names outside ulmrec/artifacts.py:\n" + "\n".join(stray)
+
+
+def test_docs_architecture_is_generated_from_the_registry():
+    """docs/ARCHITECTURE.md's stage table, graph and artifacts are what the registry generates
+    (``.venv/bin/python scripts/architecture.py`` rewrites them)."""
+    import importlib.util
+
+    script = PKG.parents[1] / "scripts" / "architecture.py"
+    spec = importlib.util.spec_from_file_location("architecture_script", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    text = module.DOC.read_text(encoding="utf-8")
+    assert module.regenerate(text) == text, "docs/ARCHITECTURE.md is out of date: run scripts/architecture.py"

@@ -76,8 +76,8 @@ RETRIEVER_WEIGHTS = Artifact(RETRIEVAL, "model.safetensors", "the trained retrie
 RETRIEVER_CARD = Artifact(RETRIEVAL, "model.yaml", "model name and config (enough to rebuild it), training summary")
 SPLITS = ("train", "valid", "test")
 _CANDIDATES = {split: Artifact(RETRIEVAL, f"candidates_{split}.parquet",
-                               "user_idx, candidates (list<int32> item_idx, retriever order), scores "
-                               "(list<float32>), target, target_rank (0-based, -1 if not retrieved)"
+                               "user_idx, candidates (`list<int32>` item_idx, retriever order), scores "
+                               "(`list<float32>`), target, target_rank (0-based, -1 if not retrieved)"
                                + ("; one row per training prefix (with position), only with "
                                   "retrieval.train_candidates" if split == "train" else ""),
                                optional=split == "train")
@@ -98,8 +98,8 @@ def candidates_path(run_dir: str | Path, split: str) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------------- index
-USER_INDEX = Artifact(INDEX, "user_index.parquet", "user_idx, user_id, codes (list<int>), tokens (list<str> like "
-                      "<a_167>)")
+USER_INDEX = Artifact(INDEX, "user_index.parquet", "user_idx, user_id, codes (`list<int>`), tokens (`list<str>` "
+                      "like `<a_167>`)")
 INDEX_REPORT = Artifact(INDEX, "report.json", "collisions before/after, codebook use, perplexity, reconstruction "
                         "error, semantic check")
 RQVAE_WEIGHTS = Artifact(INDEX, "rqvae.safetensors", "RQ-VAE + Eq. 1 pooling weights, settings in the metadata")
@@ -115,7 +115,9 @@ def user_index_path(run_dir: str | Path) -> Path:
 BASELINE_DIR = "llamarec"
 """The LlamaRec-style ranker's files sit in ``ranker/llamarec/``, the same names as ULMRec's."""
 ADAPTER = Artifact(RANKER, "adapter", "ULMRec's LoRA adapter + tokenizer (with the index tokens when added)")
-BASELINE_ADAPTER = Artifact(RANKER, f"{BASELINE_DIR}/adapter", "the LlamaRec-style adapter (with ranker.baseline)",
+BASELINE_ADAPTER = Artifact(RANKER, f"{BASELINE_DIR}/adapter", "the LlamaRec-style adapter (with ranker.baseline; "
+                            "`llamarec/` also holds its train_log.jsonl, train_curves.png, best.json and "
+                            "tasks_report.json)",
                             optional=True)
 RANKER_LOG = Artifact(RANKER, "train_log.jsonl", "training and validation entries (validation: every user's rank)")
 RANKER_CURVES = Artifact(RANKER, "train_curves.png", "loss and validation NDCG@10 curves")
@@ -147,7 +149,8 @@ GRID_ANALYSES = "analyses.json"
 ALL: tuple[Artifact, ...] = (
     INTERACTIONS, USERS, ITEMS, SOURCE_PREFERENCES, REFERENCE_INDEX, DATA_STATS,
     PREFERENCE_TABLE, PREFERENCE_REPORT,
-    RETRIEVER_WEIGHTS, RETRIEVER_CARD, *_CANDIDATES.values(), RETRIEVAL_METRICS, RETRIEVAL_LOG,
+    RETRIEVER_WEIGHTS, RETRIEVER_CARD, _CANDIDATES["valid"], _CANDIDATES["test"], _CANDIDATES["train"],
+    RETRIEVAL_METRICS, RETRIEVAL_LOG,
     USER_INDEX, INDEX_REPORT, RQVAE_WEIGHTS, RQVAE_CARD, INDEX_LOG,
     ADAPTER, BASELINE_ADAPTER, RANKER_LOG, RANKER_CURVES, RANKER_BEST, TASKS_REPORT,
     RESULTS, RESULTS_TABLE, RANKS, LETTERS,

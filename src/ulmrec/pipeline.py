@@ -22,7 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ulmrec.artifacts import STAGE_CONFIG, STAGE_RECORD
+from ulmrec import artifacts
+from ulmrec.artifacts import STAGE_CONFIG, STAGE_RECORD, Artifact
 from ulmrec.config import RESULT_NEUTRAL, Config
 from ulmrec.data.stage import STAGE as DATA
 from ulmrec.evaluation.stage import STAGE as EVALUATE
@@ -34,8 +35,8 @@ from ulmrec.retrieval.stage import STAGE as RETRIEVAL
 from ulmrec.runlock import ensure_run_dir, run_lock
 from ulmrec.stage import Stage
 
-__all__ = ["STAGES", "Stage", "available_stages", "get_stage", "run_all", "run_stage", "stage_fingerprint",
-           "stage_params"]
+__all__ = ["STAGES", "Stage", "architecture_markdown", "available_stages", "get_stage", "run_all", "run_stage",
+           "stage_fingerprint", "stage_params"]
 
 log = logging.getLogger("ulmrec")
 
@@ -211,3 +212,50 @@ def run_all(cfg: Config, force: bool = False, until: str | None = None) -> list[
             if until == stage.name:
                 break
     return records
+
+
+# ------------------------------------------------------------------------------------ docs/ARCHITECTURE.md
+def _package(stage: Stage) -> str:
+    """``ulmrec/<package>/stage.py`` of a stage (from its build function's module)."""
+    return stage.build.__module__.split(".")[1]
+
+
+def _file(artifact: Artifact, with_stage: bool = True) -> str:
+    name = artifact.key if with_stage else artifact.name
+    return f"`{name}`" + (" (optional)" if artifact.optional else "")
+
+
+def architecture_markdown() -> str:
+    """The generated part of docs/ARCHITECTURE.md: the stage graph and every stage's declared inputs and
+    outputs, from :data:`STAGES` and :mod:`ulmrec.artifacts` (``scripts/architecture.py`` writes it; a test
+    checks that the file holds exactly this)."""
+    writer = {a: s for s in STAGES for a in s.writes}
+    lines = ["### Stages: package, run directory, command", "",
+             "| package | run directory | command | reads (from outside the run directory) | help |",
+             "|---|---|---|---|---|"]
+    for s in STAGES:
+        lines.append(f"| `ulmrec/{_package(s)}/` | `{s.name}/` | `ulmrec {s.command}` | {s.sources or '-'} | {s.help} |")
+    lines += ["", "`ulmrec run` runs them in this order (`ulmrec.pipeline.STAGES`). Package, run directory and "
+              "command differ for some stages; the run directories and commands stay as they are, since run "
+              "directories and scripts name them.", "", "### Stage graph", "",
+              "An edge is an artifact the later stage declares in `reads` and the earlier one in `writes`.", "",
+              "```mermaid", "flowchart LR"]
+    for s in STAGES:
+        for src in STAGES:
+            if src is s:
+                continue
+            files = [a for a in s.reads if writer.get(a) is src]
+            if files:
+                label = "<br/>".join(a.name + (" (opt.)" if a.optional else "") for a in files)
+                lines.append(f'    {src.name} -- "{label}" --> {s.name}')
+    lines += ["```", "", "### Artifacts", "",
+              "Declared once in `ulmrec.artifacts` (writers: `out / USER_INDEX.name`; readers: "
+              "`USER_INDEX.path(run_dir)`, `candidates_path(run_dir, split)`); every stage directory also holds "
+              f"`{STAGE_RECORD}` and `{STAGE_CONFIG}`.", "",
+              "| file | written by | read by | content |", "|---|---|---|---|"]
+    for a in artifacts.ALL:
+        if a not in writer:
+            continue
+        readers = ", ".join(f"`{s.name}`" for s in STAGES if a in s.reads) or "-"
+        lines.append(f"| {_file(a)} | `{writer[a].name}` | {readers} | {a.what} |")
+    return "\n".join(lines) + "\n"
