@@ -179,3 +179,17 @@ def test_docs_architecture_is_generated_from_the_registry():
     spec.loader.exec_module(module)
     text = module.DOC.read_text(encoding="utf-8")
     assert module.regenerate(text) == text, "docs/ARCHITECTURE.md is out of date: run scripts/architecture.py"
+
+
+def test_the_literal_check_finds_a_stray_file_name(tmp_path, monkeypatch):
+    (tmp_path / "x.py").write_text('"""Writes ``user_index.parquet``."""\n\ndef f(d, s):\n'
+                                   '    return d / "user_index.parquet", d / f"cands_{s}.parquet", d / "best.json"\n')
+    (tmp_path / "ok.py").write_text('def g(d):\n    """Reads ``results.json``."""\n    return d / "README.md"\n')
+    monkeypatch.setattr(__import__(__name__), "PKG", tmp_path)
+    try:
+        test_artifact_file_names_are_spelled_only_in_the_declaration()
+    except AssertionError as err:
+        message = str(err).split("\nassert ")[0]
+        assert message.count("x.py:4: ") == 3 and "ok.py" not in message, message
+    else:
+        raise AssertionError("the stray literals were not found")
