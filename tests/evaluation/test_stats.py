@@ -265,3 +265,22 @@ def test_permutation_round_trip():
     assert permute_rows(cands.tolist(), perm) == shown_cands.tolist()
     with pytest.raises(ValueError, match="0..C-1"):
         permute_rows(scores, np.zeros((n, c), dtype=int))
+
+
+def test_evaluate_fingerprint_covers_the_validation_candidates_and_the_preference_provenance(tmp_path):
+    """The fusion weight is chosen on candidates_valid and results.json names the sentences used: a change to
+    either must re-run the stage (both are among its fingerprinted inputs)."""
+    from ulmrec import artifacts as art
+    from ulmrec.config import load_config
+    from ulmrec.pipeline import get_stage
+
+    stage = get_stage("evaluate")
+    cfg = load_config(["sample"], [f"run_dir={tmp_path}"])
+    for path in (art.candidates_path(tmp_path, "valid"), art.PREFERENCE_REPORT.path(tmp_path)):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("{}")
+    inputs = stage.inputs(cfg, tmp_path)
+    assert art.candidates_path(tmp_path, "valid") in inputs
+    assert art.PREFERENCE_REPORT.path(tmp_path) in inputs
+    off = load_config(["sample"], [f"run_dir={tmp_path}", "evaluate.fusion=false"])
+    assert art.candidates_path(tmp_path, "valid") not in stage.inputs(off, tmp_path)

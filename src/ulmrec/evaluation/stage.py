@@ -48,6 +48,11 @@ def _inputs(cfg: Config, run_dir: Path) -> list[Path]:
     files = [art.INTERACTIONS.path(run_dir), art.ITEMS.path(run_dir), art.candidates_path(run_dir, "test")]
     if cfg.tasks.identity == "index":
         files.append(art.user_index_path(run_dir))
+    if cfg.evaluate.fusion:  # the fusion weight is chosen on the validation candidates
+        files.append(art.candidates_path(run_dir, "valid"))
+    for provenance in (art.PREFERENCE_REPORT.path(run_dir), art.SOURCE_PREFERENCES.path(run_dir)):
+        if provenance.exists():  # which sentences the results used is part of results.json
+            files.append(provenance)
     files += sorted({a for _, a, _ in _adapters(cfg, run_dir)})
     return files
 
