@@ -38,7 +38,9 @@ from ulmrec.metrics import format_table  # noqa: E402
 from ulmrec.pipeline import get_stage, run_stage  # noqa: E402
 
 METRICS = ("MRR@10", "NDCG@10", "Recall@10", "NDCG@5")
-LEAK_FREE = ["preferences.mode=titles", "ranker.baseline=false", "evaluate.baseline=false"]
+#: The leak-free arm trains ULMRec only: the LlamaRec-style ranker reads no preferences, and the untuned LM's
+#: next-item prompt holds no preference sentence (only the user index differs), so both rows come from the shipped arm.
+LEAK_FREE = ["preferences.mode=titles", "ranker.baseline=false", "evaluate.baseline=false", "evaluate.zero_shot=false"]
 
 
 def prepare_leak_free(source: Path, run_dir: Path, dataset: str) -> None:
@@ -60,11 +62,12 @@ def table(shipped: Path, leak_free: Path, n_boot: int) -> dict:
     if not np.array_equal(a["Retriever order"].to_numpy(), b["Retriever order"].to_numpy()):
         raise SystemExit("the two runs' retriever ranks differ: they do not share the retriever's candidates")
     ranks = {"Retriever order": a["Retriever order"], "LlamaRec-style": a["LlamaRec-style"],
-             "Zero-shot, shipped sentences": a["Zero-shot (untuned LM)"],
-             "Zero-shot, leak-free sentences": b["Zero-shot (untuned LM)"],
+             "Zero-shot (untuned LM)": a["Zero-shot (untuned LM)"],
              "ULMRec, shipped sentences": a["ULMRec"], "ULMRec, leak-free sentences": b["ULMRec"],
              "ULMRec + retriever, shipped": a["ULMRec + retriever"],
              "ULMRec + retriever, leak-free": b["ULMRec + retriever"]}
+    if "Zero-shot (untuned LM)" in b:
+        ranks["Zero-shot, leak-free user index"] = b["Zero-shot (untuned LM)"]
     ranks = {k: v.to_numpy() for k, v in ranks.items()}
     pairs = [("ULMRec, shipped sentences", "ULMRec, leak-free sentences"),
              ("ULMRec + retriever, shipped", "ULMRec + retriever, leak-free"),
@@ -103,7 +106,8 @@ def markdown(ab: dict) -> list[str]:
             "arm's user index was built from its own sentences. Shipped = the authors' GPT-3.5 sentences (they see "
             "the validation and test period); leak-free = `preferences.mode=titles` (training-period titles only). "
             f"Runs: `{ab['runs']['shipped']}`, `{ab['runs']['leak_free']}`. The LlamaRec-style ranker reads no "
-            "preferences, so it is one row for both arms.", "", "### Rank (same users)", "",
+            "preferences and the untuned LM's next-item prompt holds no sentence (only the user index), so their rows "
+            "come from the shipped arm.", "", "### Rank (same users)", "",
             format_table(ab["models"]), "", "### Paired differences (bootstrap 95 % intervals)", "",
             paired_markdown(ab["paired"]), "", verdict(ab), ""]
 
