@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from pathlib import Path
 from typing import Any
 
@@ -14,21 +13,23 @@ from safetensors.torch import load_file
 from ulmrec.artifacts import RETRIEVER_CARD, RETRIEVER_WEIGHTS
 from ulmrec.errors import DataError
 from ulmrec.retrieval.base import SequentialRecommender
+from ulmrec.retrieval.bert4rec import BERT4Rec, BERT4RecConfig
 from ulmrec.retrieval.config import RetrievalConfig
+from ulmrec.retrieval.lru import LRURec, LRURecConfig
+from ulmrec.retrieval.narm import NARM, NARMConfig
+from ulmrec.retrieval.sasrec import SASRec, SASRecConfig
 
-#: model name -> (module, model class, config class)
-REGISTRY = {
-    "lrurec": ("ulmrec.retrieval.lru", "LRURec", "LRURecConfig"),
-    "sasrec": ("ulmrec.retrieval.sasrec", "SASRec", "SASRecConfig"),
-    "bert4rec": ("ulmrec.retrieval.bert4rec", "BERT4Rec", "BERT4RecConfig"),
-    "narm": ("ulmrec.retrieval.narm", "NARM", "NARMConfig"),
+#: model name -> (model class, config class)
+REGISTRY: dict[str, tuple[type, type]] = {
+    "lrurec": (LRURec, LRURecConfig),
+    "sasrec": (SASRec, SASRecConfig),
+    "bert4rec": (BERT4Rec, BERT4RecConfig),
+    "narm": (NARM, NARMConfig),
 }
 
 
 def _classes(name: str) -> tuple[type, type]:
-    module, model_cls, config_cls = REGISTRY[name]
-    mod = importlib.import_module(module)
-    return getattr(mod, model_cls), getattr(mod, config_cls)
+    return REGISTRY[name]
 
 
 def model_config(cfg: RetrievalConfig, num_items: int) -> Any:
