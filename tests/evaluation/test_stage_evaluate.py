@@ -86,7 +86,7 @@ def test_subset_and_resume(evaluated, monkeypatch):
     sub = load_config(None, [f"{k}={v}" for k, v in {"run_dir": run_dir, "ranker.model": model}.items()]
                       + [o for o in _overrides(cfg)] + ["evaluate.max_users=3", "evaluate.chunk_users=2"])
     calls = {"n": 0}
-    from ulmrec.ranker import predict  # score_in_chunks imports score_samples from here at call time
+    from ulmrec.ranker import predict  # the ranker engine calls predict.score_samples through the module
 
     original = predict.score_samples
 

@@ -21,8 +21,13 @@ from pathlib import Path
 import numpy as np
 
 from ulmrec.config import Config
+from ulmrec.ranker import predict  # called as predict.score_samples, so that a test can patch it
 from ulmrec.ranker.config import RankerConfig
+from ulmrec.ranker.model import build_ranker, load_ranker, load_tokenizer, resolve_model
+from ulmrec.ranker.train import train_ranker
+from ulmrec.tasks import read_identities
 from ulmrec.tasks.base import Sample
+from ulmrec.utils import resolve_device
 
 log = logging.getLogger("ulmrec")
 
@@ -47,8 +52,6 @@ def title_cutter(tokenizer, max_tokens: int):
 
 def base_title_cutter(cfg: RankerConfig):
     """The title cutter of the base model's tokenizer (index tokens never occur in titles)."""
-    from ulmrec.ranker.model import load_tokenizer, resolve_model
-
     path, _ = resolve_model(cfg)
     return title_cutter(load_tokenizer(path), cfg.max_title_tokens)
 
@@ -60,9 +63,7 @@ def index_tokens_of(identities: dict[int, str]) -> list[str]:
 
 def load_identities(cfg: Config, ds, run_dir: Path) -> dict[int, str]:
     """Each user's identity string for ``cfg.tasks.identity`` (the user index by default)."""
-    from ulmrec.tasks import read_identities as load
-
-    return load(cfg.tasks.identity, ds, run_dir)
+    return read_identities(cfg.tasks.identity, ds, run_dir)
 
 
 def set_threads(cfg: RankerConfig) -> None:
@@ -85,8 +86,6 @@ class Ranker:
     @classmethod
     def load(cls, cfg: RankerConfig, adapter_dir: Path, device: str | None = None, trainable: bool = False) -> Ranker:
         """A trained ranker from ``adapter_dir`` (``ulmrec train`` writes ``<run_dir>/ranker/adapter``)."""
-        from ulmrec.ranker.model import load_ranker
-
         device = _device(device)
         set_threads(cfg)
         model, tok = load_ranker(cfg, Path(adapter_dir), device, trainable=trainable)
@@ -97,8 +96,6 @@ class Ranker:
     @classmethod
     def build(cls, cfg: RankerConfig, index_tokens: Sequence[str] = (), device: str | None = None) -> Ranker:
         """A fresh LoRA ranker; ``index_tokens`` join the vocabulary when ``cfg.index_tokens == 'added'``."""
-        from ulmrec.ranker.model import build_ranker
-
         device = _device(device)
         set_threads(cfg)
         model, tok = build_ranker(cfg, list(index_tokens), device)
@@ -109,29 +106,21 @@ class Ranker:
         """``(scores (N, C), seconds)``: the verbalizer's letter scores of every sample (-inf past its
         candidates), tokenized in bulk, length-sorted batches of ``batch_size`` (default
         ``ranker.score_batch_size``)."""
-        from ulmrec.ranker.predict import score_samples
-
-        return score_samples(self.model, self.tokenizer, samples, batch_size or self.cfg.score_batch_size,
-                             self.device, progress=progress, desc=desc, share_prefix=self.cfg.share_prefix)
+        return predict.score_samples(self.model, self.tokenizer, samples, batch_size or self.cfg.score_batch_size,
+                                     self.device, progress=progress, desc=desc, share_prefix=self.cfg.share_prefix)
 
     def ranks(self, samples: Sequence[Sample], **kwargs) -> np.ndarray:
         """0-based rank of each sample's target under :meth:`score`."""
-        from ulmrec.ranker.predict import ranks_from_scores
-
         scores, _ = self.score(samples, **kwargs)
-        return ranks_from_scores(scores, samples)
+        return predict.ranks_from_scores(scores, samples)
 
     def train(self, train_samples: list[Sample], valid_samples: list[Sample], out_dir: Path, seed: int = 42,
               max_steps: int | None = None, name: str = "ranker") -> dict:
         """Alignment tuning in place (:func:`ulmrec.ranker.train.train_ranker`); the best adapter ends up in
         ``out_dir/adapter``."""
-        from ulmrec.ranker.train import train_ranker
-
         return train_ranker(self.model, self.tokenizer, train_samples, valid_samples, self.cfg, Path(out_dir),
                             seed=seed, max_steps=max_steps, name=name)
 
 
 def _device(device: str | None) -> str:
-    from ulmrec.utils import resolve_device
-
     return resolve_device(device or "auto")

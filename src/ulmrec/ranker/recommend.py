@@ -18,7 +18,11 @@ import numpy as np
 import pandas as pd
 
 from ulmrec.artifacts import adapter_dir, candidates_path
+from ulmrec.config import load_config
+from ulmrec.data.dataset import Dataset
 from ulmrec.errors import ConfigError
+from ulmrec.ranker.engine import Ranker, base_title_cutter, load_identities
+from ulmrec.tasks import build_eval_samples
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,10 +46,6 @@ def find_user(ds, user: str) -> int:
 
 def recommend(cfg, user: str, top: int = 10, baseline: bool = False) -> pd.DataFrame:
     """Ranked candidates of one user: rank, item_idx, title, score, held_out (the test item)."""
-    from ulmrec.data.dataset import Dataset
-    from ulmrec.ranker.engine import Ranker, base_title_cutter, load_identities
-    from ulmrec.tasks import build_eval_samples
-
     run_dir = Path(cfg.run_dir)
     adapter = adapter_dir(run_dir, baseline)
     if not (adapter / "adapter_config.json").exists():
@@ -88,8 +88,6 @@ def _with_test_target(ds, u: int, item: int):
 
 
 def main(args: argparse.Namespace) -> int:
-    from ulmrec.config import load_config
-
     top = str(args.top).strip()
     if not (top.isascii() and top.isdigit() and int(top) >= 1):
         raise ConfigError(f"--top must be a whole number >= 1, got {args.top!r}")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ulmrec import artifacts as art
 from ulmrec.config import Config
+from ulmrec.data.dataset import Dataset
 from ulmrec.errors import ConfigError
 from ulmrec.io import write_json
 from ulmrec.ranker.engine import (
@@ -25,8 +26,12 @@ from ulmrec.ranker.engine import (
     set_threads,
     title_cutter,
 )
+from ulmrec.ranker.model import load_tokenizer, model_context_length, resolve_model
+from ulmrec.ranker.train import check_prompt_lengths
 from ulmrec.stage import Stage
+from ulmrec.tasks import build_eval_samples, build_training_samples, check_run_settings, load_preferences
 from ulmrec.tasks.config import RETRIEVER_MODES
+from ulmrec.utils import resolve_device, seed_everything
 
 log = logging.getLogger("ulmrec")
 
@@ -35,9 +40,6 @@ BASELINE_DIR = art.BASELINE_DIR
 
 def check_settings(cfg: Config) -> str:
     """Every check that can fail before a model is trained; returns the model path."""
-    from ulmrec.ranker.model import model_context_length, resolve_model
-    from ulmrec.tasks import check_run_settings
-
     check_run_settings(cfg)
     if cfg.tasks.num_candidates > cfg.retrieval.num_candidates:
         raise ConfigError(f"tasks.num_candidates={cfg.tasks.num_candidates} letters but only "
@@ -70,9 +72,6 @@ def _params(cfg: Config) -> dict:
 def build_samples(cfg: Config, run_dir: Path, tokenizer, baseline: bool = False):
     """``(train, valid, report)``: the mixed training samples and the fixed validation subset."""
     import pandas as pd
-
-    from ulmrec.data.dataset import Dataset
-    from ulmrec.tasks import build_eval_samples, build_training_samples, load_preferences
 
     tasks = baseline_tasks(cfg) if baseline else cfg.tasks
     ds = Dataset.load(run_dir)
@@ -109,10 +108,6 @@ def _count_tasks(samples) -> dict[str, int]:
 
 def train_one(cfg: Config, run_dir: Path, out: Path, baseline: bool) -> dict:
     """Build samples, check lengths, train one adapter into ``out``."""
-    from ulmrec.ranker.model import load_tokenizer, resolve_model
-    from ulmrec.ranker.train import check_prompt_lengths
-    from ulmrec.utils import resolve_device, seed_everything
-
     name = "LlamaRec-style" if baseline else "ULMRec"
     device = resolve_device(cfg.device)
     path, _ = resolve_model(cfg.ranker)

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from ulmrec.artifacts import ADAPTER, RANKER_BEST, RANKER_CURVES, RANKER_LOG
 from ulmrec.errors import ConfigError
-from ulmrec.io import read_json, write_json
+from ulmrec.io import read_json, write_json, write_text
 from ulmrec.metrics import metrics_from_ranks
 from ulmrec.ranker.config import RankerConfig
 from ulmrec.ranker.model import save_adapter
@@ -259,8 +259,6 @@ def _truncate_log(path: Path, step: int) -> None:
         return
     keep = [line for line in path.read_text(encoding="utf-8").splitlines()
             if line.strip() and json.loads(line).get("step", 0) <= step]
-    from ulmrec.io import write_text
-
     write_text(path, "".join(line + "\n" for line in keep))
 
 

@@ -18,6 +18,7 @@ import torch
 
 from ulmrec.errors import ConfigError
 from ulmrec.tasks.base import Sample
+from ulmrec.tasks.templates import format_prompt as _format_prompt
 
 LETTERS = string.ascii_uppercase
 IGNORE = -100
@@ -25,9 +26,7 @@ IGNORE = -100
 
 def format_prompt(sample: Sample) -> str:
     """The prompt text up to and including ``### Response:\\n`` (the tasks package's template)."""
-    from ulmrec.tasks.templates import format_prompt as fmt
-
-    return fmt(sample)
+    return _format_prompt(sample)
 
 
 def prompt_ids(tokenizer, prompt: str) -> list[int]:
