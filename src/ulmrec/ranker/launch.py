@@ -15,14 +15,15 @@ import contextlib
 import logging
 from pathlib import Path
 
+from ulmrec.config import load_config
+from ulmrec.io import fingerprint
+from ulmrec.pipeline import stage_fingerprint  # a launcher above the stages, like the CLI: no cycle
+from ulmrec.ranker.stage import BASELINE_DIR, STAGE, check_settings, train_one
+from ulmrec.runlock import run_lock
+
 
 def main(argv: list[str] | None = None) -> int:
     from accelerate import PartialState
-
-    from ulmrec.config import load_config
-    from ulmrec.io import fingerprint
-    from ulmrec.pipeline import stage_fingerprint
-    from ulmrec.ranker.stage import BASELINE_DIR, STAGE, check_settings, train_one
 
     parser = argparse.ArgumentParser(prog="python -m ulmrec.ranker.launch", description=__doc__.split("\n")[0])
     parser.add_argument("-c", "--config", action="append", default=[])
@@ -36,8 +37,6 @@ def main(argv: list[str] | None = None) -> int:
     lock = contextlib.nullcontext()
     if state.is_main_process:  # the main process holds the run directory's lock, like every stage command
         import shutil
-
-        from ulmrec.runlock import run_lock
 
         lock = run_lock(run_dir, "python -m ulmrec.ranker.launch")
         lock.__enter__()
