@@ -23,10 +23,15 @@ import pandas as pd
 
 from ulmrec import artifacts as art
 from ulmrec.config import Config
+from ulmrec.data.dataset import Dataset
 from ulmrec.errors import ConfigError
-from ulmrec.io import write_json, write_parquet, write_text
+from ulmrec.io import read_json, write_json, write_parquet, write_text
 from ulmrec.metrics import format_table, metrics_from_ranks, rank_and_overall
+from ulmrec.ranker.engine import Ranker, base_title_cutter, load_identities
+from ulmrec.ranker.predict import ranks_from_scores
 from ulmrec.stage import Stage
+from ulmrec.tasks import build_eval_samples
+from ulmrec.utils import resolve_device
 
 log = logging.getLogger("ulmrec")
 
@@ -107,7 +112,7 @@ def score_in_chunks(ranker, samples, cfg: Config, parts: Path, name: str) -> tup
 def _retriever_scores(cands: pd.DataFrame, samples, n: int) -> np.ndarray:
     """The retriever's own scores of each sample's lettered candidates (the ``scores`` column of the candidate
     file; its position, ``-log(position + 1)``, when the file has none), in letter order."""
-    from ulmrec.evaluation.stats import retriever_rank_scores
+    from ulmrec.evaluation.stats import retriever_rank_scores  # defers scipy (0.1 s)
 
     by_user = cands.set_index("user_idx")
     out = np.full((len(samples), n), -np.inf, dtype=np.float64)
@@ -122,7 +127,7 @@ def _retriever_scores(cands: pd.DataFrame, samples, n: int) -> np.ndarray:
 
 def _shuffled(cands: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
     """The candidate file with every user's first ``n`` candidates permuted (the position check)."""
-    from ulmrec.evaluation.stats import position_check_permutations
+    from ulmrec.evaluation.stats import position_check_permutations  # defers scipy (0.1 s)
 
     perm = position_check_permutations(len(cands), n, seed)
     lists = [[int(c) for c in np.asarray(row)[:n][p]] for row, p in zip(cands["candidates"], perm, strict=True)]
@@ -133,12 +138,7 @@ def _shuffled(cands: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
 def _build(cfg: Config, run_dir: Path, out: Path) -> dict:
     import dataclasses
 
-    from ulmrec.data.dataset import Dataset
-    from ulmrec.evaluation import stats
-    from ulmrec.ranker.engine import Ranker, base_title_cutter, load_identities
-    from ulmrec.ranker.predict import ranks_from_scores
-    from ulmrec.tasks import build_eval_samples
-    from ulmrec.utils import resolve_device
+    from ulmrec.evaluation import stats  # defers scipy (0.1 s)
 
     run_dir = Path(run_dir)
     ev = cfg.evaluate
@@ -242,7 +242,7 @@ def _build(cfg: Config, run_dir: Path, out: Path) -> dict:
 
 def _fusion(cfg: Config, run_dir: Path, ranker, samples_for, n: int) -> dict:
     """The fusion weight w of "ULMRec + retriever", chosen on validation users only (w = 0 allowed)."""
-    from ulmrec.evaluation import stats
+    from ulmrec.evaluation import stats  # defers scipy (0.1 s)
 
     valid_cands = pd.read_parquet(art.candidates_path(run_dir, "valid"))
     samples = samples_for(cfg.tasks.prompt, valid_cands, "valid", cfg.evaluate.fusion_users)
@@ -256,8 +256,6 @@ def _fusion(cfg: Config, run_dir: Path, ranker, samples_for, n: int) -> dict:
 def _preference_note(run_dir: Path) -> str:
     """Which preference sentences the ULMRec prompts' inputs came from (the shipped GPT-3.5 ones see the
     test period: README, leakage audit)."""
-    from ulmrec.io import read_json
-
     report = art.PREFERENCE_REPORT.path(run_dir)
     if report.exists():
         info = read_json(report)
@@ -280,7 +278,7 @@ def results_markdown(summary: dict, ks: list[int]) -> str:
     for k, v in models.items():
         lines.append(f"| {k} | {v['seconds_per_user']:.4f} | {v.get('load_seconds', 0.0):.1f} |")
     if summary.get("paired"):
-        from ulmrec.evaluation.stats import paired_markdown
+        from ulmrec.evaluation.stats import paired_markdown  # defers scipy (0.1 s)
 
         lines += ["", "**Paired differences on the same users** (mean, bootstrap 95 % interval; bold: the interval "
                   "excludes 0)", "", paired_markdown(summary["paired"])]
@@ -289,7 +287,7 @@ def results_markdown(summary: dict, ks: list[int]) -> str:
         lines += ["", f"Fusion weight w = {f['weight']} (chosen on {f['valid_users']} validation users; retriever "
                   f"scores: {f['retriever_scores']})."]
     if summary.get("letter_histogram"):
-        from ulmrec.evaluation.stats import letter_histogram_markdown
+        from ulmrec.evaluation.stats import letter_histogram_markdown  # defers scipy (0.1 s)
 
         lines += ["", f"**Predicted letters** (argmax per user; {art.LETTERS.name})", "",
                   letter_histogram_markdown(summary["letter_histogram"])]

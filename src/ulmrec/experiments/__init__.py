@@ -20,6 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from ulmrec.artifacts import GRID_ANALYSES, GRID_PLAN, GRID_RESULTS
+from ulmrec.config import load_config
+from ulmrec.errors import ConfigError
+from ulmrec.experiments import analyses as an
+from ulmrec.experiments import runner
 from ulmrec.experiments.config import BUDGETS, ExperimentConfig, budget
 from ulmrec.experiments.grid import (
     EXPERIMENTS,
@@ -28,6 +32,9 @@ from ulmrec.experiments.grid import (
     experiment_names,
     variants_for,
 )
+from ulmrec.experiments.reports import write_reports
+from ulmrec.experiments.runner import lookup
+from ulmrec.io import read_json, write_json
 
 log = logging.getLogger("ulmrec")
 
@@ -92,13 +99,9 @@ def command_line(args: argparse.Namespace) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    from ulmrec.config import load_config
-
     try:
         exp = exp_config(args)
     except ValueError as err:
-        from ulmrec.errors import ConfigError
-
         raise ConfigError(f"experiment settings: {err}") from err
     cfg = load_config(args.config, args.overrides)
     base = Path(args.base or cfg.run_dir)
@@ -114,10 +117,6 @@ def run_experiments(name: str, presets: list[str], overrides: list[str], base: P
                     dry_run: bool = False) -> dict[str, Any]:
     """Build the base run, train/evaluate every variant the experiments need, run the analyses, write reports."""
     import json
-
-    from ulmrec.experiments import runner
-    from ulmrec.experiments.reports import write_reports
-    from ulmrec.io import read_json, write_json
 
     names = expand(name)
     plan = runner.Plan(presets, overrides, base, work, exp)
@@ -162,10 +161,6 @@ def run_experiments(name: str, presets: list[str], overrides: list[str], base: P
 
 def _run_analyses(plan, names: list[str], store: dict, analyses: dict, path: Path) -> None:
     """Case study and inference time on each seed's full model as soon as it is trained (results cached)."""
-    from ulmrec.experiments import analyses as an
-    from ulmrec.experiments.runner import lookup
-    from ulmrec.io import write_json
-
     wanted = [n for n in ("case-study", "inference-time") if n in names]
     if not wanted:
         return

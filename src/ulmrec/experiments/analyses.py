@@ -15,6 +15,18 @@ import numpy as np
 
 from ulmrec.artifacts import adapter_dir, candidates_path
 from ulmrec.config import Config
+from ulmrec.data.dataset import Dataset
+from ulmrec.ranker.engine import Ranker, base_title_cutter, load_identities
+from ulmrec.ranker.verbalizer import encode_prompt
+from ulmrec.tasks import (
+    INSTRUCTIONS,
+    Sample,
+    build_eval_samples,
+    load_preferences,
+    rank_users,
+    read_identities,
+)
+from ulmrec.tasks.templates import fields
 
 log = logging.getLogger("ulmrec")
 
@@ -38,17 +50,12 @@ def overlap(generated: str, reference: str) -> float:
 
 def _load_full_model(cfg: Config, run_dir: Path):
     """The trained ULMRec ranker of ``run_dir`` (:class:`ulmrec.ranker.engine.Ranker`)."""
-    from ulmrec.ranker.engine import Ranker
-
     return Ranker.load(cfg.ranker, adapter_dir(run_dir), cfg.device)
 
 
 def case_users(cfg: Config, run_dir: Path, n: int, seed: int) -> list[int]:
     """``n`` test Rank users (with an identity and a preference), drawn with ``seed`` from the sorted list."""
     import pandas as pd
-
-    from ulmrec.data.dataset import Dataset
-    from ulmrec.tasks import load_preferences, rank_users, read_identities
 
     ds = Dataset.load(run_dir)
     ids, prefs = read_identities("index", ds, run_dir), load_preferences(ds, run_dir)
@@ -63,11 +70,6 @@ def case_users(cfg: Config, run_dir: Path, n: int, seed: int) -> list[int]:
 def case_study(cfg: Config, run_dir: Path, users: list[int], max_new_tokens: int = 48) -> list[dict[str, Any]]:
     """Greedy generation of each user's preference from the first 1..L tokens of the user's index (Fig. 10)."""
     import torch
-
-    from ulmrec.data.dataset import Dataset
-    from ulmrec.ranker.verbalizer import encode_prompt
-    from ulmrec.tasks import INSTRUCTIONS, Sample, load_preferences, read_identities
-    from ulmrec.tasks.templates import fields
 
     ds = Dataset.load(run_dir)
     ids, prefs = read_identities("index", ds, run_dir), load_preferences(ds, run_dir)
@@ -96,11 +98,6 @@ def inference_time(cfg: Config, run_dir: Path, n_users: int, seed: int) -> dict[
     """Seconds per test user, one user at a time (tokenizing, the forward pass, the verbalizer), for the full
     prompt and the no-history prompt; plus the time to load the model."""
     import pandas as pd
-
-    from ulmrec.data.dataset import Dataset
-    from ulmrec.ranker.engine import base_title_cutter, load_identities
-    from ulmrec.ranker.verbalizer import encode_prompt
-    from ulmrec.tasks import build_eval_samples
 
     ds = Dataset.load(run_dir)
     cands = pd.read_parquet(candidates_path(run_dir, "test"))

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ulmrec.tasks.base import TASKS
+from ulmrec.tasks.mixing import apply_budget
 
 ALIGNMENT = tuple(t for t in TASKS if t != "next_item")
 
@@ -102,8 +103,6 @@ def expand(name: str) -> list[str]:
 def task_quotas(selected: dict[str, int], budget: int) -> dict[str, int]:
     """Samples per task when the mix of ``selected`` samples is cut to ``budget`` (``tasks.max_samples``'s
     largest-remainder rule, ulmrec.tasks.mixing.apply_budget); ``budget`` 0 keeps everything."""
-    from ulmrec.tasks.mixing import apply_budget
-
     kept = apply_budget({t: list(range(n)) for t, n in selected.items() if n > 0}, budget, 0)
     return {t: len(kept.get(t, [])) for t in selected}
 

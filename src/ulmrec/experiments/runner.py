@@ -20,6 +20,7 @@ from typing import Any
 
 from ulmrec import artifacts as art
 from ulmrec.config import Config, load_config
+from ulmrec.data.dataset import Dataset
 from ulmrec.errors import ConfigError
 from ulmrec.experiments.config import ExperimentConfig
 from ulmrec.experiments.grid import (
@@ -30,6 +31,8 @@ from ulmrec.experiments.grid import (
     variant_budget,
 )
 from ulmrec.io import read_json, write_json
+from ulmrec.pipeline import available_stages, get_stage, run_stage
+from ulmrec.tasks import build_training_samples, load_preferences, read_identities
 
 log = logging.getLogger("ulmrec")
 
@@ -87,8 +90,6 @@ class Plan:
 # --------------------------------------------------------------------------------------------- base run
 def prepare_base(plan: Plan, build: bool = True) -> None:
     """Make (or find current) the base run's upstream stages; with ``build=False`` only check they exist."""
-    from ulmrec.pipeline import available_stages, run_stage
-
     cfg = plan.config(None)
     for stage in available_stages():
         if stage.name not in UPSTREAM:
@@ -103,9 +104,6 @@ def prepare_base(plan: Plan, build: bool = True) -> None:
 
 def plan_budgets(plan: Plan) -> Plan:
     """Which tasks have samples on this data, and each task's share of the full mix (``train_samples``)."""
-    from ulmrec.data.dataset import Dataset
-    from ulmrec.tasks import build_training_samples, load_preferences, read_identities
-
     cfg = plan.config(VARIANTS["full"], plan.exp.seeds[0])
     ds = Dataset.load(plan.base)
     ids = read_identities(cfg.tasks.identity, ds, plan.base)
@@ -157,8 +155,6 @@ def collect(run_dir: Path) -> dict[str, Any]:
 
 def run_variant(plan: Plan, variant: Variant, seed: int) -> dict[str, Any]:
     """Train and evaluate one (variant, seed) unless current; returns :func:`collect`'s record."""
-    from ulmrec.pipeline import get_stage, run_stage
-
     cfg = plan.config(variant, seed)
     run_dir = Path(cfg.run_dir)
     link_upstream(plan.base, run_dir)
