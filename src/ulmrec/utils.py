@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ulmrec.errors import ConfigError
+
 
 def seed_everything(seed: int) -> None:
     import torch
@@ -25,8 +27,6 @@ def resolve_device(device: str = "auto") -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        from ulmrec.errors import ConfigError
-
         raise ConfigError(f"device={device!r} but CUDA is not available here; use device=cpu or auto")
     return device
 

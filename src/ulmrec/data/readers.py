@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 
 from ulmrec.errors import DataError
+from ulmrec.io import write_text
 
 log = logging.getLogger("ulmrec")
 
@@ -464,8 +465,6 @@ def _recbole_escape(s: Any) -> str:
 
 def export_recbole(ds, directory: str | Path, name: str) -> list[Path]:
     """Write ``<name>.inter`` and ``<name>.item`` (original ids; chronological order kept)."""
-    from ulmrec.io import write_text
-
     d = Path(directory)
     inter = ds.interactions.merge(ds.users, on="user_idx").merge(ds.items[["item_idx", "item_id"]], on="item_idx")
     header = ["user_id:token", "item_id:token"]

@@ -56,8 +56,9 @@ from ulmrec.artifacts import (
     STAGE_RECORD,
     USER_INDEX,
 )
+from ulmrec.config import load_config
 from ulmrec.data.dataset import Dataset
-from ulmrec.errors import DataError
+from ulmrec.errors import ConfigError, DataError
 from ulmrec.io import file_digest, read_json, write_json, write_text
 from ulmrec.preferences.offline import STOPWORDS
 from ulmrec.preferences.table import read_ok_preferences
@@ -470,9 +471,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from ulmrec.config import load_config
-    from ulmrec.errors import ConfigError
-
     if args.null_samples < 1 or args.bootstrap < 10:
         raise ConfigError("--null-samples must be >= 1 and --bootstrap >= 10")
     cfg = load_config(args.config, args.overrides)

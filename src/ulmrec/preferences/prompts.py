@@ -15,10 +15,8 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from ulmrec.preferences.history import UserHistory
+from ulmrec.preferences.history import UserHistory
 
 
 @dataclass(frozen=True)

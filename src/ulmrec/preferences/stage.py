@@ -18,6 +18,7 @@ from ulmrec import artifacts as art
 from ulmrec.config import Config
 from ulmrec.data.dataset import Dataset
 from ulmrec.io import fingerprint, write_json, write_parquet
+from ulmrec.preferences.cache import PreferenceCache
 from ulmrec.preferences.history import UserHistory, training_histories
 from ulmrec.preferences.importer import LEAKAGE_NOTE, from_dataset, from_jsonl
 from ulmrec.preferences.offline import TITLES_PROVENANCE, TITLES_VERSION, OfflineExtractor, TitlesExtractor
@@ -93,8 +94,7 @@ def _import(cfg: Config, ds: Dataset, run_dir: Path, histories: list[UserHistory
 
 
 def _api(cfg: Config, histories: list[UserHistory], report: dict) -> list[PreferenceRecord]:
-    from ulmrec.preferences.cache import PreferenceCache
-    from ulmrec.preferences.openai_client import extract_with_api
+    from ulmrec.preferences.openai_client import extract_with_api  # defers openai (0.5 s)
 
     p = cfg.preferences
     with PreferenceCache(cache_path(cfg)) as cache:

@@ -10,13 +10,12 @@ import numpy as np
 import pandas as pd
 
 from ulmrec.data.dataset import Dataset
+from ulmrec.errors import DataError
 
 
 def read_ok_preferences(path) -> pd.DataFrame:
     """The successful rows of a ``preferences.parquet`` (columns user_idx, preference, ...); a file without
     those two columns is a DataError naming it."""
-    from ulmrec.errors import DataError
-
     df = pd.read_parquet(path)
     missing = {"user_idx", "preference"} - set(df.columns)
     if missing:
