@@ -154,6 +154,7 @@ def test_reports_name_the_command_and_aggregate_seeds(grid):
     root, store = grid
     md = (root / "out" / "uid" / "table.md").read_text()
     assert "ulmrec experiment uid (test)" in md and "ULMRec-uid (index + candidates)" in md
+    assert "Preference sentences: " in md  # which sentences the grid read (the shipped ones see the test period)
     vals = [store[f"full/s{s}"]["models"]["ULMRec"]["Rank"]["NDCG@10"] for s in (1, 2)]
     m, s, _ = mean_std(vals)
     row = next(r for r in csv.reader((root / "out" / "uid" / "table.csv").read_text().splitlines()[2:])

@@ -230,7 +230,7 @@ def _build(cfg: Config, run_dir: Path, out: Path) -> dict:
                "coverage": coverage, "subset": bool(subset), "num_candidates": n, "device": device,
                "model": cfg.ranker.model, "models": {k: results[k] for k in order}, "paired": paired,
                "letter_histogram": {k: [int(c) for c in v] for k, v in hist.items()}, "fusion": fusion,
-               "preferences": _preference_note(run_dir)}
+               "preferences": preference_note(run_dir)}
     write_json(out / art.RESULTS.name, summary)
     write_text(out / art.RESULTS_TABLE.name, results_markdown(summary, ks))
     write_parquet(out / art.RANKS.name, per_user)
@@ -253,7 +253,7 @@ def _fusion(cfg: Config, run_dir: Path, ranker, samples_for, n: int) -> dict:
             "retriever_scores": "candidate file scores" if "scores" in valid_cands else "-log(position + 1)"}
 
 
-def _preference_note(run_dir: Path) -> str:
+def preference_note(run_dir: Path) -> str:
     """Which preference sentences the ULMRec prompts' inputs came from (the shipped GPT-3.5 ones see the
     test period: README, leakage audit)."""
     report = art.PREFERENCE_REPORT.path(run_dir)

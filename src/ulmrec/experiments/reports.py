@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ulmrec.artifacts import USER_INDEX
+from ulmrec.evaluation.stage import preference_note
 from ulmrec.experiments.grid import ABLATION, EXPERIMENTS, INDEX_CELLS, VARIANTS
 from ulmrec.experiments.runner import MAIN, RETRIEVER, UID, Plan, lookup
 from ulmrec.experiments.tables import (
@@ -40,7 +41,8 @@ def _header(plan: Plan, records: dict[int, dict], what: str) -> str:
     samples = "all training samples (one epoch)" if not exp.train_samples else f"a {exp.train_samples}-sample six-task mix"
     return (f"{what}. Base run `{plan.base}` (config {', '.join(plan.presets) or 'default'}; "
             f"overrides {' '.join(plan.overrides) or 'none'}). Ranker trained on {samples}; {users}; "
-            f"seeds {exp.seeds} (mean ± sample std over the finished seeds). Written {time.strftime('%Y-%m-%d %H:%M')}.")
+            f"seeds {exp.seeds} (mean ± sample std over the finished seeds). Written {time.strftime('%Y-%m-%d %H:%M')}."
+            f"\n\nPreference sentences: {preference_note(plan.base)}.")
 
 
 def _variant_label(plan: Plan, name: str) -> str:
