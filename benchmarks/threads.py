@@ -66,8 +66,9 @@ def child(users: int, train: int, threads: int) -> dict:
 
 def run_row(name: str, threads: int, policy: str | None, busy: bool, users: int, train: int, timeout: int) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")}
-    if policy:
-        env["OMP_WAIT_POLICY"] = policy
+    # empty = OpenMP's own default (libgomp warns about the empty value and ignores it); absent would let
+    # ``import ulmrec`` choose PASSIVE, the default this benchmark measured (src/ulmrec/__init__.py)
+    env["OMP_WAIT_POLICY"] = policy or ""
     comp = (subprocess.Popen(["taskset", "-c", "1", sys.executable, "-c", COMPETITOR], env=env,
                              stdout=subprocess.DEVNULL) if busy else None)
     try:
