@@ -37,7 +37,7 @@ from ulmrec.io import read_json, write_json  # noqa: E402
 from ulmrec.metrics import format_table  # noqa: E402
 from ulmrec.pipeline import get_stage, run_stage  # noqa: E402
 
-METRICS = ("MRR@10", "NDCG@10", "Recall@10", "NDCG@5")
+METRICS = ("MRR@5", "NDCG@5", "Recall@5", "MRR@10", "NDCG@10", "Recall@10")
 #: The leak-free arm trains ULMRec only: the LlamaRec-style ranker reads no preferences, and the untuned LM's
 #: next-item prompt holds no preference sentence (only the user index differs), so both rows come from the shipped arm.
 LEAK_FREE = ["preferences.mode=titles", "ranker.baseline=false", "evaluate.baseline=false", "evaluate.zero_shot=false"]
