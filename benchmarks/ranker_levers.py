@@ -39,6 +39,10 @@ LEVERS = {
         "tasks.train_candidates=retriever", "tasks.shuffle_candidates=false", "tasks.missing_target=skip"],
     "retriever order + list-wise loss": ["tasks.train_candidates=retriever", "tasks.shuffle_candidates=false",
                                          "ranker.next_item_loss=listwise"],
+    "retriever order + skip, lr 3e-4": ["tasks.train_candidates=retriever", "tasks.shuffle_candidates=false",
+                                        "tasks.missing_target=skip", "ranker.lr=3e-4"],
+    "retriever order + skip, lr 3e-3": ["tasks.train_candidates=retriever", "tasks.shuffle_candidates=false",
+                                        "tasks.missing_target=skip", "ranker.lr=3e-3"],
 }
 
 
