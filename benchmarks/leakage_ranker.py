@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO, RESULTS, header, write_text  # noqa: E402
 
 from ulmrec.config import load_config  # noqa: E402
-from ulmrec.evaluation.stats import paired_bootstrap, paired_markdown  # noqa: E402
+from ulmrec.evaluation.stats import paired_bootstrap, paired_markdown, per_user_metric  # noqa: E402
 from ulmrec.io import read_json, write_json  # noqa: E402
 from ulmrec.metrics import format_table  # noqa: E402
 from ulmrec.pipeline import get_stage, run_stage  # noqa: E402
@@ -74,7 +74,7 @@ def table(shipped: Path, leak_free: Path, n_boot: int) -> dict:
              ("ULMRec, shipped sentences", "LlamaRec-style"), ("ULMRec, leak-free sentences", "LlamaRec-style"),
              *[(k, "Retriever order") for k in ranks if k != "Retriever order"]]
     paired = {f"{x} - {y}": paired_bootstrap(ranks[x], ranks[y], METRICS, n_boot=n_boot) for x, y in pairs}
-    means = {k: {m: paired_bootstrap(v, v, METRICS, n_boot=1)[m]["a"] for m in METRICS} for k, v in ranks.items()}
+    means = {k: {m: float(per_user_metric(v, m).mean()) for m in METRICS} for k, v in ranks.items()}
     return {"users": int(len(a)), "models": means, "paired": paired,
             "runs": {"shipped": str(shipped.relative_to(REPO)), "leak_free": str(leak_free.relative_to(REPO))},
             "preferences": {"shipped": read_json(shipped / "evaluate" / "results.json").get("preferences"),

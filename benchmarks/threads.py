@@ -43,7 +43,7 @@ def child(users: int, train: int, threads: int) -> dict:
     import dataclasses
 
     import torch
-    from ranker_speed import prompts
+    from ranker_speed import prompts, train_row
 
     from ulmrec.ranker.engine import Ranker
 
@@ -57,8 +57,6 @@ def child(users: int, train: int, threads: int) -> dict:
     t0 = time.perf_counter()
     ranker.score(samples[:users], progress=False)
     score_s = time.perf_counter() - t0
-    from ranker_speed import train_row
-
     tr = train_row(cfg, dict(dtype="bfloat16", micro_batch_size=1, lora_layers=8), samples, tokens, train, threads, 0)
     return {"threads": torch.get_num_threads(), "seconds_per_user": score_s / users,
             "seconds_per_train_sample": tr["seconds_per_sample"]}
