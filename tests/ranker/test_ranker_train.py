@@ -247,3 +247,29 @@ def test_shared_prefix_cache_gives_the_full_prompts_scores(tiny_llama):
     shared, _ = score_samples(model, tok, samples, batch_size=2, progress=False, share_prefix=True)
     assert torch.allclose(torch.tensor(full), torch.tensor(shared), atol=1e-4)
     assert (full.argsort(1) == shared.argsort(1)).all()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_merged_adapter_scores_like_the_separate_one(tiny_llama_tied, tmp_path, dtype):
+    """ranker.merge_adapter folds LoRA and the trained index-token rows into the base weights for scoring:
+    the plain model it returns gives the adapter's scores (up to the base dtype's rounding) and the same order."""
+    torch.manual_seed(0)
+    cfg = _cfg(tiny_llama_tied, max_steps=12, eval_every=12, lr=1e-1, dtype=dtype)
+    model, tok = build_ranker(cfg, INDEX, "cpu")
+    with torch.no_grad():  # spread the letters' logits as a trained ranker does (random ones nearly tie)
+        head = model.get_base_model().get_output_embeddings()
+        getattr(head, "base_layer", head).weight.mul_(20.0)
+    valid = [next_item_sample(u, n=4, target=u % 4) for u in range(6)]
+    train_ranker(model, tok, valid + [text_sample(0, "preference_to_index")], valid, cfg, tmp_path, seed=1)
+    separate, tok1 = load_ranker(cfg, tmp_path / "adapter", "cpu")
+    merged, tok2 = load_ranker(cfg, tmp_path / "adapter", "cpu", merge=True)
+    assert hasattr(separate, "peft_config") and not hasattr(merged, "peft_config")
+    a, _ = score_samples(separate, tok1, valid, batch_size=3, progress=False)
+    b, _ = score_samples(merged, tok2, valid, batch_size=3, progress=False)
+    tol = 1e-4 if dtype == "float32" else 0.1
+    assert torch.allclose(torch.tensor(a), torch.tensor(b), atol=tol * max(1.0, float(abs(a[0, 0]))))
+    assert (a.argsort(1) == b.argsort(1)).all()
+    # the index-token rows went in too: the merged embedding of <a_1> is the trained one
+    i = tok1.convert_tokens_to_ids("<a_1>")
+    emb = separate.get_input_embeddings()(torch.tensor([i])).float()
+    assert torch.allclose(emb, merged.get_input_embeddings()(torch.tensor([i])).float(), atol=1e-2)

@@ -85,10 +85,12 @@ class Ranker:
 
     @classmethod
     def load(cls, cfg: RankerConfig, adapter_dir: Path, device: str | None = None, trainable: bool = False) -> Ranker:
-        """A trained ranker from ``adapter_dir`` (``ulmrec train`` writes ``<run_dir>/ranker/adapter``)."""
+        """A trained ranker from ``adapter_dir`` (``ulmrec train`` writes ``<run_dir>/ranker/adapter``); for
+        scoring (not ``trainable``) the adapter is merged into the base weights when ``cfg.merge_adapter``."""
         device = _device(device)
         set_threads(cfg)
-        model, tok = load_ranker(cfg, Path(adapter_dir), device, trainable=trainable)
+        model, tok = load_ranker(cfg, Path(adapter_dir), device, trainable=trainable,
+                                 merge=cfg.merge_adapter and not trainable)
         if not trainable:
             model.eval()
         return cls(model, tok, cfg, device)

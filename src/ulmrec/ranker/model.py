@@ -299,8 +299,10 @@ def save_adapter(model, tokenizer, directory: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def load_ranker(cfg: RankerConfig, adapter_dir: Path, device: str, trainable: bool = False):
-    """A trained ranker: the base model, the adapter's tokenizer (with its index tokens) and the adapter."""
+def load_ranker(cfg: RankerConfig, adapter_dir: Path, device: str, trainable: bool = False, merge: bool = False):
+    """A trained ranker: the base model, the adapter's tokenizer (with its index tokens) and the adapter.
+    ``merge`` (scoring only, never with ``trainable``): the adapter is folded into the base weights and the
+    plain model is returned (skipped for a 4-bit base)."""
     from peft import PeftModel
 
     adapter_dir = Path(adapter_dir)
@@ -312,6 +314,8 @@ def load_ranker(cfg: RankerConfig, adapter_dir: Path, device: str, trainable: bo
     model = PeftModel.from_pretrained(base, str(adapter_dir), is_trainable=trainable)
     if trainable:
         trainables_to_float32(model)
+    elif merge and not quantize:
+        model = model.merge_and_unload()
     if not quantize:
         model.to(device)
     return model, tok
