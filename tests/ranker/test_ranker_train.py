@@ -273,3 +273,41 @@ def test_merged_adapter_scores_like_the_separate_one(tiny_llama_tied, tmp_path, 
     i = tok1.convert_tokens_to_ids("<a_1>")
     emb = separate.get_input_embeddings()(torch.tensor([i])).float()
     assert torch.allclose(emb, merged.get_input_embeddings()(torch.tensor([i])).float(), atol=1e-2)
+
+
+def _grads_of(model, key: str) -> list:
+    return [None if p.grad is None else p.grad.clone() for n, p in model.named_parameters()
+            if p.requires_grad and key in n]
+
+
+def test_index_token_grad_non_ranking_trains_the_rows_from_alignment_samples_only(tiny_llama):
+    """ranker.index_token_grad=non_ranking: a next-item sample's loss reaches LoRA but not the index-token rows
+    of the input embedding, and the lowest decoder layer sees no input that needs a gradient (the backward
+    stops at the LoRA layers); an alignment sample still trains the rows; a mixed micro-batch gives the sum of
+    the single samples. (Untied model: the output layer's own index rows still see every softmax.)"""
+    cfg = _cfg(tiny_llama, lora_layers=1, index_token_grad="non_ranking")
+    model, tok = build_ranker(cfg, INDEX, "cpu")
+    rank_s, text_s = encode_all(tok, [next_item_sample(0, n=4, target=1), text_sample(1, "preference_to_index")], 1000)
+    seen = []
+    layer0 = model.get_base_model().get_decoder().layers[0]
+    hook = layer0.register_forward_pre_hook(lambda m, args, kwargs: seen.append(
+        (args[0] if args else kwargs["hidden_states"]).requires_grad), with_kwargs=True)
+    response_loss(model, [rank_s], tok.pad_token_id, "cpu", detach_ranking=True).backward()
+    assert seen == [False]
+    assert all(g is None or not g.abs().sum() for g in _grads_of(model, "embed_tokens.token_adapter"))
+    lora_rank = _grads_of(model, "lora_")
+    assert any(g is not None and g.abs().sum() > 0 for g in lora_rank)  # (lora_A's is 0 while lora_B is 0)
+    model.zero_grad()
+    response_loss(model, [text_s], tok.pad_token_id, "cpu", detach_ranking=True).backward()
+    delta_text, lora_text = _grads_of(model, "embed_tokens.token_adapter"), _grads_of(model, "lora_")
+    assert all(g is not None and g.abs().sum() > 0 for g in delta_text)
+    model.zero_grad()
+    response_loss(model, [rank_s, text_s], tok.pad_token_id, "cpu", detach_ranking=True).backward()
+    hook.remove()
+    for mixed, one in zip(_grads_of(model, "embed_tokens.token_adapter"), delta_text, strict=True):
+        assert torch.allclose(mixed, one, atol=1e-5)
+    for mixed, a, b in zip(_grads_of(model, "lora_"), lora_rank, lora_text, strict=True):
+        assert torch.allclose(mixed, (0 if a is None else a) + (0 if b is None else b), atol=1e-5)
+    model.zero_grad()  # the default ('all') keeps the paper's path: the ranking sample trains the rows
+    response_loss(model, [rank_s], tok.pad_token_id, "cpu").backward()
+    assert all(g is not None and g.abs().sum() > 0 for g in _grads_of(model, "embed_tokens.token_adapter"))

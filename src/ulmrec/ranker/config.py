@@ -43,6 +43,14 @@ class RankerConfig:
     """(int) LoRA only in the top this many decoder layers (0 = all, the paper). The backward pass then stops
     below them, except when index-token rows are trained (ULMRec with index_tokens=added): their gradient
     must reach the input embedding, so it runs through the frozen lower layers (activation gradients only)."""
+    index_token_grad: Literal["all", "non_ranking"] = "all"
+    """(str) Which samples' loss reaches the index-token rows: 'all' (the paper: every task trains them);
+    'non_ranking' = only samples without a lettered candidate list (index_to_preference, preference_to_index,
+    history_to_index, rating: short prompts), so next-item and intent samples (the long 20-candidate prompts)
+    read the rows as constants and, with lora_layers, their backward pass stops at the lowest LoRA layer as a
+    LlamaRec-style sample's does (benchmarks/results/ranker_speed.md; its effect on what is learned:
+    benchmarks/results/ranker_levers.md). LoRA still learns from every sample, and so do the rows' output side
+    (the LM head's rows, tied or not, sit in every sample's softmax under next_item_loss=lm)."""
     lr: float = 1e-4
     """(float) AdamW learning rate (linear warm-up, then linear decay to 0)."""
     weight_decay: float = 0.0

@@ -135,7 +135,7 @@ def _pad_right(batch: list[Encoded], pad_id: int):
 
 
 def response_loss(model, batch: list[Encoded], pad_id: int, device, letter_ids: list[int] | None = None,
-                  gather: bool = True) -> torch.Tensor:
+                  gather: bool = True, detach_ranking: bool = False) -> torch.Tensor:
     """Sum over samples of each sample's mean cross-entropy on its response tokens (Eq. 7).
 
     ``gather``: the decoder's hidden states are gathered at the positions that predict a response token and
@@ -144,9 +144,19 @@ def response_loss(model, batch: list[Encoded], pad_id: int, device, letter_ids: 
     gradient all-reduce, so there ``gather=False`` keeps the last ``logits_to_keep`` positions instead.)
     ``letter_ids``: list-wise loss for ranking samples, a cross-entropy over their candidate letters' logits
     at the answer position (``ranker.next_item_loss=listwise``); other samples keep Eq. 7.
+    ``detach_ranking`` (``ranker.index_token_grad=non_ranking``): the input embeddings of ranking samples are
+    constants, so their gradient reaches LoRA but not the index-token rows; a micro-batch of ranking samples
+    only then needs no backward pass below the lowest trainable layer.
     """
     ids, labels, mask = _pad_right(batch, pad_id)
     ids, labels, mask = ids.to(device), labels.to(device), mask.to(device)
+    inputs = {"input_ids": ids}
+    if detach_ranking:
+        ranking = torch.tensor([e.n_candidates > 0 for e in batch], device=device)
+        if ranking.any():
+            emb = model.get_input_embeddings()(ids)
+            emb = emb.detach() if ranking.all() else torch.where(ranking[:, None, None], emb.detach(), emb)
+            inputs = {"inputs_embeds": emb}
     target = labels[:, 1:]  # token t+1 is predicted at position t
     listwise = torch.tensor([letter_ids is not None and e.n_candidates > 0 for e in batch], device=device)
     if listwise.any():  # only the answer position (the first response token's predictor) counts
@@ -156,12 +166,12 @@ def response_loss(model, batch: list[Encoded], pad_id: int, device, letter_ids: 
     sel = target != IGNORE  # (B, T-1)
     if gather:
         decoder, head = lm_parts(model)
-        hidden = decoder(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state[:, :-1]
+        hidden = decoder(**inputs, attention_mask=mask, use_cache=False).last_hidden_state[:, :-1]
         picked = hidden[sel]  # (N, H), row-major: samples in order, positions within
     else:
         first = int(sel.float().argmax(1).min())
         keep = sel.shape[1] - first
-        logits = model(input_ids=ids, attention_mask=mask, logits_to_keep=keep + 1, use_cache=False).logits
+        logits = model(**inputs, attention_mask=mask, logits_to_keep=keep + 1, use_cache=False).logits
         picked_logits = logits[:, :-1][sel[:, -keep:]] if keep else logits[:, :0].reshape(0, logits.shape[-1])
         sel = sel[:, -keep:] if keep else sel[:, :0]
         target = target[:, -keep:] if keep else target[:, :0]
@@ -358,7 +368,8 @@ def train_ranker(model, tokenizer, train_samples: list[Sample], valid_samples: l
         batch_loss = 0.0
         for micro_idx in micro_batches(encoded, mine, cfg.micro_batch_size):
             micro = [encoded[i] for i in micro_idx]
-            loss = response_loss(model, micro, pad, accelerator.device, letter_ids, gather) * world / len(batch_idx)
+            loss = response_loss(model, micro, pad, accelerator.device, letter_ids, gather,
+                                 detach_ranking=cfg.index_token_grad == "non_ranking") * world / len(batch_idx)
             accelerator.backward(loss)
             batch_loss += float(loss.detach()) / world
         if cfg.grad_clip:
