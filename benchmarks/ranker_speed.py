@@ -40,11 +40,18 @@ TRAIN_ROWS = [  # name, RankerConfig overrides
     ("bf16 + micro-batch 4", dict(dtype="bfloat16", micro_batch_size=4, lora_layers=0)),
     ("bf16 + top 8 layers", dict(dtype="bfloat16", micro_batch_size=1, lora_layers=8)),
     ("bf16 + micro-batch 4 + top 8 layers", dict(dtype="bfloat16", micro_batch_size=4, lora_layers=8)),
+    ("bf16 + top 8 layers, index rows trained by non-ranking samples only (index_token_grad=non_ranking)",
+     dict(dtype="bfloat16", micro_batch_size=1, lora_layers=8, index_token_grad="non_ranking")),
+    ("bf16 + top 8 layers + torch.compile", dict(dtype="bfloat16", micro_batch_size=1, lora_layers=8, compile=True)),
+    ("bf16 + top 8 layers, driven by transformers.Trainer",
+     dict(dtype="bfloat16", micro_batch_size=1, lora_layers=8, trainer=True)),
 ]
+#: Benchmark-only switches of a row (not RankerConfig fields).
+ROW_FLAGS = ("compile", "trainer", "merge")
 #: The rows ``ulmrec run -c sample`` uses (sample.yaml: bf16 auto, micro-batch 1, lora_layers 8; scoring
 #: batch 4, no shared prefix).
 BASELINE_ROWS = [TRAIN_ROWS[0], ("bf16 + top 8 layers", dict(dtype="bfloat16", micro_batch_size=1, lora_layers=8))]
-FAST_TRAIN, FAST_SCORE = "bf16 + top 8 layers", "bf16, batch 4"
+FAST_TRAIN, FAST_SCORE = "bf16 + top 8 layers", "bf16, batch 4, merged adapter"
 SCORE_ROWS = [
     ("today: fp32, batch 1", dict(dtype="float32", score_batch_size=1, share_prefix=False)),
     ("fp32, batch 4", dict(dtype="float32", score_batch_size=4, share_prefix=False)),
@@ -53,6 +60,9 @@ SCORE_ROWS = [
     ("bf16, batch 4", dict(dtype="bfloat16", score_batch_size=4, share_prefix=False)),
     ("bf16, batch 8", dict(dtype="bfloat16", score_batch_size=8, share_prefix=False)),
     ("bf16, batch 1, shared prefix", dict(dtype="bfloat16", score_batch_size=1, share_prefix=True)),
+    ("bf16, batch 4, merged adapter", dict(dtype="bfloat16", score_batch_size=4, share_prefix=False, merge=True)),
+    ("bf16, batch 4, merged adapter + torch.compile",
+     dict(dtype="bfloat16", score_batch_size=4, share_prefix=False, merge=True, compile=True)),
 ]
 
 
@@ -120,12 +130,19 @@ def forward_flops(model_cfg, tokens: list[int]) -> float:
     return total
 
 
+def split_flags(overrides: dict) -> tuple[dict, dict]:
+    return ({k: v for k, v in overrides.items() if k not in ROW_FLAGS},
+            {k: v for k, v in overrides.items() if k in ROW_FLAGS})
+
+
 def train_row(cfg, overrides: dict, samples, tokens, steps_samples: int, threads: int, seed: int) -> dict:
     import torch
 
     from ulmrec.ranker.engine import Ranker
+    from ulmrec.ranker.predict import lm_parts
     from ulmrec.ranker.train import encode_all, micro_batches, response_loss
 
+    overrides, flags = split_flags(overrides)
     rc = dataclasses.replace(cfg.ranker, num_threads=threads, batch_size=4, **overrides)
     torch.manual_seed(seed)
     ranker = Ranker.build(rc, tokens, "cpu")
@@ -133,13 +150,24 @@ def train_row(cfg, overrides: dict, samples, tokens, steps_samples: int, threads
     t_tok = time.perf_counter()
     enc = encode_all(tok, samples[:steps_samples], rc.max_length)
     tok_s = time.perf_counter() - t_tok
+    if flags.get("trainer"):
+        out = trainer_row(model, tok, enc, rc, seed)
+        out["tokenize_seconds"] = round(tok_s, 3)
+        del ranker, model
+        gc.collect()
+        return out
+    if flags.get("compile"):
+        lm_parts(model)[0].compile(dynamic=True)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4)
     model.train()
     pad = tok.pad_token_id
-    # warm-up step (first-call allocations), not timed
+    detach = rc.index_token_grad == "non_ranking"
+    # warm-up step (first-call allocations; the compilation of a torch.compile row), not timed
+    t_warm = time.perf_counter()
     for mb in micro_batches(enc, range(min(4, len(enc))), rc.micro_batch_size):
-        response_loss(model, [enc[i] for i in mb], pad, "cpu").backward()
+        response_loss(model, [enc[i] for i in mb], pad, "cpu", detach_ranking=detach).backward()
+    warm_s = time.perf_counter() - t_warm
     opt.zero_grad(set_to_none=True)
     t0 = time.perf_counter()
     losses = []
@@ -147,7 +175,7 @@ def train_row(cfg, overrides: dict, samples, tokens, steps_samples: int, threads
         idx = range(start, min(start + 4, len(enc)))
         total = 0.0
         for mb in micro_batches(enc, idx, rc.micro_batch_size):
-            loss = response_loss(model, [enc[i] for i in mb], pad, "cpu") / len(idx)
+            loss = response_loss(model, [enc[i] for i in mb], pad, "cpu", detach_ranking=detach) / len(idx)
             loss.backward()
             total += float(loss)
         opt.step()
@@ -160,21 +188,118 @@ def train_row(cfg, overrides: dict, samples, tokens, steps_samples: int, threads
     gc.collect()
     return {"samples": len(enc), "seconds": round(sec, 2), "samples_per_s": len(enc) / sec,
             "seconds_per_sample": sec / len(enc), "gflops": flops / sec / 1e9, "tokenize_seconds": round(tok_s, 3),
-            "first_step_loss": losses[0], "mean_tokens": sum(lengths) / len(lengths)}
+            "warmup_seconds": round(warm_s, 1), "first_step_loss": losses[0],
+            "mean_tokens": sum(lengths) / len(lengths)}
+
+
+def trainer_row(model, tok, enc, rc, seed: int) -> dict:
+    """The same model, samples (in the same order, batch 4 by gradient accumulation) and loss driven by
+    ``transformers.Trainer`` (AdamW, constant lr, nothing logged or saved); the first step is the warm-up."""
+    import tempfile
+
+    import torch
+    from transformers import Trainer, TrainerCallback, TrainingArguments
+
+    from ulmrec.ranker.train import response_loss
+
+    pad = tok.pad_token_id
+    stamps: list[float] = []
+
+    class Clock(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            stamps.append(time.perf_counter())
+
+    class LossTrainer(Trainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            return response_loss(model, inputs, pad, "cpu")
+
+        def _get_train_sampler(self, train_dataset=None):
+            return torch.utils.data.SequentialSampler(self.train_dataset)
+
+    data = enc[:4] + enc  # step 1 (the warm-up) repeats the first four samples, as the hand loop's does
+    with tempfile.TemporaryDirectory() as tmp:
+        args = TrainingArguments(output_dir=tmp, per_device_train_batch_size=rc.micro_batch_size,
+                                 gradient_accumulation_steps=4 // rc.micro_batch_size, max_steps=len(data) // 4,
+                                 learning_rate=1e-4, lr_scheduler_type="constant", warmup_steps=0,
+                                 max_grad_norm=rc.grad_clip, logging_strategy="no", save_strategy="no",
+                                 report_to=[], use_cpu=True, dataloader_num_workers=0, remove_unused_columns=False,
+                                 disable_tqdm=True, seed=seed)
+        t0 = time.perf_counter()
+        LossTrainer(model=model, args=args, train_dataset=data, data_collator=lambda b: b,
+                    callbacks=[Clock()]).train()
+    sec = stamps[-1] - stamps[0]
+    n = len(enc) // 4 * 4
+    lengths = [len(e.ids) for e in enc[:n]]
+    flops = 2 * forward_flops(model.config, lengths)
+    return {"samples": n, "seconds": round(sec, 2), "samples_per_s": n / sec, "seconds_per_sample": sec / n,
+            "gflops": flops / sec / 1e9, "warmup_seconds": round(stamps[0] - t0, 1),
+            "mean_tokens": sum(lengths) / len(lengths)}
+
+
+def profile_train(cfg, overrides: dict, samples, tokens, threads: int, seed: int, n: int = 4) -> dict:
+    """Where a training sample's time goes on the default fast path: self CPU time by operator class."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from ulmrec.ranker.engine import Ranker
+    from ulmrec.ranker.train import encode_all, response_loss
+
+    overrides, _ = split_flags(overrides)
+    rc = dataclasses.replace(cfg.ranker, num_threads=threads, **overrides)
+    torch.manual_seed(seed)
+    ranker = Ranker.build(rc, tokens, "cpu")
+    model, tok = ranker.model, ranker.tokenizer
+    enc = encode_all(tok, samples[:n + 2], rc.max_length)
+    model.train()
+    for e in enc[:2]:
+        response_loss(model, [e], tok.pad_token_id, "cpu").backward()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for e in enc[2:]:
+            response_loss(model, [e], tok.pad_token_id, "cpu").backward()
+    groups = {"GEMM (aten::mm/addmm/bmm)": 0.0, "attention forward (SDPA flash, CPU)": 0.0,
+              "attention backward (SDPA flash, CPU)": 0.0, "element-wise, copies, norms, rest": 0.0}
+    total = 0.0
+    for ev in prof.key_averages():
+        t = ev.self_cpu_time_total
+        total += t
+        if ev.key in ("aten::mm", "aten::addmm", "aten::bmm"):
+            groups["GEMM (aten::mm/addmm/bmm)"] += t
+        elif "flash_attention" in ev.key and "backward" in ev.key:
+            groups["attention backward (SDPA flash, CPU)"] += t
+        elif "flash_attention" in ev.key:
+            groups["attention forward (SDPA flash, CPU)"] += t
+        else:
+            groups["element-wise, copies, norms, rest"] += t
+    del ranker, model
+    gc.collect()
+    return {"samples": n, "seconds_per_sample": total / 1e6 / n,
+            "share": {k: v / total for k, v in groups.items()}}
 
 
 def score_row(cfg, overrides: dict, samples, tokens, threads: int, seed: int, baseline: bool = False) -> dict:
+    import tempfile
+
     import numpy as np
     import torch
 
     from ulmrec.ranker.engine import Ranker
+    from ulmrec.ranker.model import save_adapter
+    from ulmrec.ranker.predict import lm_parts
     from ulmrec.ranker.verbalizer import encode_prompts
 
-    rc = dataclasses.replace(cfg.ranker, num_threads=threads, **overrides)
+    overrides, flags = split_flags(overrides)
+    rc = dataclasses.replace(cfg.ranker, num_threads=threads, merge_adapter=bool(flags.get("merge")), **overrides)
     torch.manual_seed(seed)
-    ranker = Ranker.build(rc, tokens, "cpu")
-    ranker.model.eval()
-    ranker.score(samples[:2], progress=False)  # warm-up
+    built = Ranker.build(rc, tokens, "cpu")
+    with tempfile.TemporaryDirectory() as tmp:  # scored as the evaluate stage does: a saved adapter, loaded
+        save_adapter(built.model, built.tokenizer, Path(tmp) / "adapter")
+        del built
+        ranker = Ranker.load(rc, Path(tmp) / "adapter", "cpu")
+    if flags.get("compile"):
+        lm_parts(ranker.model)[0].compile(dynamic=True)
+    t_warm = time.perf_counter()
+    ranker.score(samples[:rc.score_batch_size], progress=False)  # warm-up (and a torch.compile row's compilation)
+    warm_s = time.perf_counter() - t_warm
     scores, sec = ranker.score(samples, progress=False)  # tokenizing included
     lengths = [len(p) for p in encode_prompts(ranker.tokenizer, samples)]
     flops = forward_flops(ranker.model.config, lengths)
@@ -182,7 +307,8 @@ def score_row(cfg, overrides: dict, samples, tokens, threads: int, seed: int, ba
     out = {"users": len(samples), "seconds": round(sec, 2), "users_per_s": len(samples) / sec,
            "seconds_per_user": sec / len(samples), "gflops": flops / sec / 1e9,
            "peak_gflops": PEAK[rc.dtype][threads], "bf16_floor_seconds_per_user": floor,
-           "mean_tokens": float(np.mean(lengths)), "top1": scores.argmax(1).tolist()}
+           "mean_tokens": float(np.mean(lengths)), "warmup_seconds": round(warm_s, 1),
+           "top1": scores.argmax(1).tolist()}
     del ranker
     gc.collect()
     return out
@@ -195,6 +321,8 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--paper-prompts", action="store_true", help="32-token titles and 20 history items")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--skip", nargs="*", default=[], help="leave out rows whose name contains any of these")
+    ap.add_argument("--out", default="ranker_speed", help="results name under benchmarks/results/")
     ap.add_argument("--render", action="store_true",
                     help="recompute the derived fields (speed-ups of the default rows) and the Markdown from the saved JSON")
     args = ap.parse_args()
@@ -219,22 +347,27 @@ def main() -> int:
               "gemm_peak_gflops": {k: v[args.threads] for k, v in PEAK.items()},
               "prompts": "paper (32-token titles, 20 history)" if args.paper_prompts else
               "sample preset (12-token titles, 10 history)", "train": {}, "train_llamarec_style": {}, "score": {}}
-    for name, over in TRAIN_ROWS:
+    keep = lambda name: name in (TRAIN_ROWS[0][0], FAST_TRAIN, SCORE_ROWS[0][0], FAST_SCORE) or not any(  # noqa: E731
+        k in name for k in args.skip)
+    for name, over in filter(lambda row: keep(row[0]), TRAIN_ROWS):
         print("train:", name, flush=True)
         result["train"][name] = train_row(cfg, over, samples, tokens, args.train_samples, args.threads, args.seed)
         print(result["train"][name], flush=True)
+    print("profile:", FAST_TRAIN, flush=True)
+    result["train_profile"] = profile_train(cfg, dict(TRAIN_ROWS)[FAST_TRAIN], samples, tokens, args.threads, args.seed)
+    print(result["train_profile"], flush=True)
     for name, over in BASELINE_ROWS:  # LlamaRec-style prompts: no user index, no index-token rows to train
         print("train (LlamaRec-style):", name, flush=True)
         result["train_llamarec_style"][name] = train_row(cfg, over, baseline_samples, [], args.train_samples,
                                                          args.threads, args.seed)
         print(result["train_llamarec_style"][name], flush=True)
-    for name, over in SCORE_ROWS:
+    for name, over in filter(lambda row: keep(row[0]), SCORE_ROWS):
         print("score:", name, flush=True)
         result["score"][name] = score_row(cfg, over, samples, tokens, args.threads, args.seed)
         print({k: v for k, v in result["score"][name].items() if k != "top1"}, flush=True)
     result["loadavg_after"] = os.getloadavg()
     derive(result)
-    save("ranker_speed", result, markdown(result))
+    save(args.out, result, markdown(result))
     return 0
 
 
@@ -249,6 +382,9 @@ def derive(result: dict) -> None:
     result["speedup_train"] = result["train"][fast_t]["speedup"]
     result["speedup_score"] = result["score"][fast_s]["speedup"]
     result["default_fast_path"] = {"train": fast_t, "score": fast_s}
+    nr = next((k for k in result["train"] if "non_ranking" in k), None)
+    if nr:  # a different recipe (what the index rows learn from), so reported beside, not as, the default
+        result["speedup_train_index_token_grad_non_ranking"] = result["train"][nr]["speedup"]
     a, b = result["score"][today_s]["top1"], result["score"][fast_s]["top1"]
     result["top1_agreement_fp32_vs_bf16"] = sum(x == y for x, y in zip(a, b, strict=True)) / len(a)
 
@@ -258,29 +394,46 @@ def markdown(r: dict) -> str:
     lines = [f"# Ranker engine speed (SmolLM2-135M-Instruct, {r['users']} real Beauty next-item prompts, "
              f"{r['prompts']}, {t} thread{'s' if t > 1 else ''})", "",
              f"Default fast path over today's path, same run: **training x{r['speedup_train']:.2f}**, "
-             f"**scoring x{r['speedup_score']:.2f}**. Load average before/after: "
+             f"**scoring x{r['speedup_score']:.2f}**"
+             + (f"; with `ranker.index_token_grad=non_ranking` (next-item samples no longer train the index-token "
+                f"input rows; validation-neutral on the sample, ranker_levers.md) training "
+                f"x{r['speedup_train_index_token_grad_non_ranking']:.2f}"
+                if "speedup_train_index_token_grad_non_ranking" in r else "")
+             + ". Load average before/after: "
              f"{r['loadavg_before'][0]:.2f} / {r['loadavg_after'][0]:.2f} (the other core ran other jobs; "
              "this process was pinned to one core). GEMM peak at SmolLM2's shapes measured in this run: "
              f"fp32 {r['gemm_peak_gflops']['float32']:.0f}, bf16 {r['gemm_peak_gflops']['bfloat16']:.0f} GFLOP/s.", "",
              "## Training (LoRA r 8 on q/v, index-token rows trained, batch 4)", "",
-             "| path | samples/s | s/sample | x today | GFLOP/s (upper bound) | mean tokens |", "|---|---|---|---|---|---|"]
+             "| path | samples/s | s/sample | x today | GFLOP/s (upper bound) | mean tokens | warm-up s |",
+             "|---|---|---|---|---|---|---|"]
     for name, v in r["train"].items():
         lines.append(f"| {name} | {v['samples_per_s']:.3f} | {v['seconds_per_sample']:.2f} | {v['speedup']:.2f} | "
-                     f"{v['gflops']:.0f} | {v['mean_tokens']:.0f} |")
+                     f"{v['gflops']:.0f} | {v['mean_tokens']:.0f} | {v.get('warmup_seconds', '')} |")
+    if "train_profile" in r:
+        p = r["train_profile"]
+        lines += ["", f"Where the default fast path's training time goes (torch.profiler, self CPU time, "
+                  f"{p['samples']} samples, {p['seconds_per_sample']:.2f} s/sample under the profiler):", "",
+                  "| operators | share |", "|---|---|"]
+        lines += [f"| {k} | {v:.0%} |" for k, v in p["share"].items()]
     lines += ["", "## Training, LlamaRec-style prompts (no user index: nothing below the LoRA layers is trained)", "",
               "| path | samples/s | s/sample | x today | GFLOP/s (upper bound) | mean tokens |", "|---|---|---|---|---|---|"]
     for name, v in r["train_llamarec_style"].items():
         lines.append(f"| {name} | {v['samples_per_s']:.3f} | {v['seconds_per_sample']:.2f} | {v['speedup']:.2f} | "
                      f"{v['gflops']:.0f} | {v['mean_tokens']:.0f} |")
     lines += ["", "## Scoring (all letters from one forward pass; tokenizing included)", "",
-              "| path | users/s | s/user | x today | GFLOP/s | peak GFLOP/s | bf16 floor s/user | x floor |",
-              "|---|---|---|---|---|---|---|---|"]
+              "| path | users/s | s/user | x today | GFLOP/s | peak GFLOP/s | bf16 floor s/user | x floor | warm-up s |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for name, v in r["score"].items():
         lines.append(f"| {name} | {v['users_per_s']:.2f} | {v['seconds_per_user']:.3f} | {v['speedup']:.2f} | "
                      f"{v['gflops']:.0f} | {v['peak_gflops']:.0f} | {v['bf16_floor_seconds_per_user']:.3f} | "
-                     f"{v['seconds_per_user'] / v['bf16_floor_seconds_per_user']:.2f} |")
-    lines += ["", f"Top-1 letter agreement fp32 batch 1 vs bf16 batch 4 (untrained adapter): "
-              f"{r['top1_agreement_fp32_vs_bf16']:.3f}."]
+                     f"{v['seconds_per_user'] / v['bf16_floor_seconds_per_user']:.2f} | {v.get('warmup_seconds', '')} |")
+    fast = r.get("default_fast_path", {}).get("score", "bf16, batch 4")
+    lines += ["", f"Top-1 letter agreement fp32 batch 1 vs {fast} (untrained adapter): "
+              f"{r['top1_agreement_fp32_vs_bf16']:.3f}. Scoring rows load a saved adapter as the evaluate "
+              "stage does; warm-up = the first batch, which holds a torch.compile row's compilation. The floor "
+              "is the scoring FLOPs at this run's bf16 GEMM peak (AMX on this CPU); at the brief's 434 GFLOP/s "
+              "(2 threads, AVX512-BF16) it would be "
+              f"{r['score'][fast]['bf16_floor_seconds_per_user'] * r['gemm_peak_gflops']['bfloat16'] / 434:.3f} s per user."]
     return "\n".join(lines)
 
 

@@ -87,7 +87,7 @@ class RankerConfig:
     training (LlamaRec: 1536). Must not exceed the model's context length."""
     score_batch_size: int = 4
     """(int) Prompts per forward pass when scoring candidates (length-sorted, left-padded). On this CPU with
-    bf16, 4 was the fastest of 1/4/8 (0.25 s per user vs 0.30 / 0.26, benchmarks/results/ranker_speed.md);
+    bf16, 4 was the fastest of 1/4/8 (0.262 s per user vs 0.319 / 0.269 unmerged, benchmarks/results/ranker_speed.md);
     raise it on a GPU."""
     share_prefix: bool = False
     """(bool) Scoring: run the token prefix that all prompts share (the instruction) through the model once
@@ -98,8 +98,8 @@ class RankerConfig:
     """(bool) Scoring a trained adapter (evaluate, recommend, experiments): fold the LoRA products and the
     index-token rows into the base weights first (PEFT ``merge_and_unload``), so each adapted projection is one
     GEMM in the base dtype instead of the base GEMM plus two float32 LoRA products. Scores equal the unmerged
-    ones up to the base dtype's rounding (top-1 letters agreed on all 200 benchmark users); on this CPU with
-    bf16 about 10 % faster (benchmarks/results/ranker_speed.md). Never for a 4-bit (QLoRA) base, whose
+    ones up to the base dtype's rounding (tested: the same candidate order); on this CPU with bf16 0.213 vs
+    0.262 s per user (benchmarks/results/ranker_speed.md). Never for a 4-bit (QLoRA) base, whose
     weights cannot take the delta exactly; validation during training keeps the adapter separate."""
     baseline: bool = True
     """(bool) Also train a LlamaRec-style ranker (same LM, next-item task only, no user index) as a second
