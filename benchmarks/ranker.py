@@ -81,6 +81,9 @@ def main() -> int:
     parser.add_argument("--name", default="", help="result file stem (default ranker_<dataset>)")
     parser.add_argument("--render-only", action="store_true",
                         help="rewrite the Markdown from the saved JSON result (no training)")
+    parser.add_argument("--evaluate-only", action="store_true",
+                        help="take the finished ranker stage of --run-dir as it is (even when its fingerprint is "
+                             "from another commit) and run only the evaluate stage")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
     if args.render_only:
@@ -100,7 +103,12 @@ def main() -> int:
     overrides = [f"run_dir={run_dir}", f"tasks.identity={identity}", "device=cpu", *BUDGET, *args.overrides]
     cfg = load_config([args.dataset], overrides)
     t0 = time.time()
-    ranker = run_stage(get_stage("ranker"), cfg)
+    if args.evaluate_only:
+        if not (run_dir / "ranker" / "stage.json").exists():
+            raise SystemExit(f"--evaluate-only: {run_dir / 'ranker'} holds no finished ranker stage")
+        ranker = {**read_json(run_dir / "ranker" / "stage.json"), "skipped": True}
+    else:
+        ranker = run_stage(get_stage("ranker"), cfg)
     t1 = time.time()
     evaluate = run_stage(get_stage("evaluate"), cfg)
     t2 = time.time()

@@ -192,3 +192,17 @@ def test_cp_a_of_a_real_run_dir_stays_current(tmp_path, capsys):
     assert main(["run", "--until", "preferences", f"run_dir={tmp_path / 'run1copy'}"]) == 0
     out = capsys.readouterr().out
     assert "[data] skipped (current)" in out and "[preferences] skipped (current)" in out, out
+
+
+def test_scoring_only_settings_do_not_retrain_the_ranker_but_rescore(tmp_path):
+    """ranker.merge_adapter changes how a finished adapter is scored: the evaluate stage's fingerprint, not the
+    ranker stage's (changing it must not throw away an hour of training)."""
+    from ulmrec.pipeline import available_stages, stage_params
+
+    stages = {s.name: s for s in available_stages()}
+    base = load_config([], [f"run_dir={tmp_path}"])
+    merged = load_config([], [f"run_dir={tmp_path}", "ranker.merge_adapter=true"])
+    assert stage_params(stages["ranker"], base) == stage_params(stages["ranker"], merged)
+    assert stage_params(stages["evaluate"], base) != stage_params(stages["evaluate"], merged)
+    lr = load_config([], [f"run_dir={tmp_path}", "ranker.lr=0.5"])
+    assert stage_params(stages["ranker"], base) != stage_params(stages["ranker"], lr)

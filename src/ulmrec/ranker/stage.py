@@ -65,8 +65,14 @@ def _inputs(cfg: Config, run_dir: Path) -> list[Path]:
     return files
 
 
+#: Ranker settings that only change how a finished adapter is scored afterwards (evaluate, recommend): they are
+#: part of the evaluate stage's fingerprint, not of training's, so changing one never retrains an adapter.
+SCORING_ONLY = ("merge_adapter",)
+
+
 def _params(cfg: Config) -> dict:
-    return {"ranker": dataclasses.asdict(cfg.ranker), "tasks": dataclasses.asdict(cfg.tasks), "seed": cfg.seed}
+    ranker = {k: v for k, v in dataclasses.asdict(cfg.ranker).items() if k not in SCORING_ONLY}
+    return {"ranker": ranker, "tasks": dataclasses.asdict(cfg.tasks), "seed": cfg.seed}
 
 
 def build_samples(cfg: Config, run_dir: Path, tokenizer, baseline: bool = False):
