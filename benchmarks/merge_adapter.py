@@ -63,7 +63,9 @@ def main() -> int:
 def markdown(r: dict) -> str:
     lines = [f"# Scoring with the adapter merged into the bf16 base weights vs kept separate ({r['users']} sample "
              "test users, Rank NDCG@10)", "",
-             "Same adapters, same users; only `ranker.merge_adapter` differs. Paired bootstrap 95 % intervals.", "",
+             "Same adapters, same users; only `ranker.merge_adapter` differs. Paired bootstrap 95 % intervals. "
+             "Prompts read the sample's shipped GPT-3.5 preference sentences (they see the test period; "
+             "leakage_beauty.md).", "",
              "| row | separate | merged | merged - separate [95 % CI] | users with the same target rank |",
              "|---|---|---|---|---|"]
     for name, v in r["rows"].items():

@@ -436,7 +436,10 @@ def markdown(r: dict) -> str:
               f"{r['score'][fast]['bf16_floor_seconds_per_user'] * r['gemm_peak_gflops']['bfloat16'] / 434:.3f} s per "
               "user. The merged-adapter rows are opt-in (`ranker.merge_adapter`): merged into bf16 weights, a small "
               "LoRA delta loses what falls below the weights' rounding step (on the sample's 60 test users ULMRec "
-              "Rank NDCG@10 0.4233 unmerged vs 0.4181 merged; docs/ranker.md)."]
+              "Rank NDCG@10 0.4233 unmerged vs 0.4181 merged; docs/ranker.md).", "",
+              "This file measures speed only. Whether a lever changes ranking quality is measured with paired "
+              "bootstrap intervals on the same users elsewhere: fast vs today's path in ranker_equivalence.md, "
+              "index_token_grad=non_ranking in ranker_levers.md, merge_adapter in merge_adapter.md."]
     return "\n".join(lines)
 
 
