@@ -151,14 +151,13 @@ def response_loss(model, batch: list[Encoded], pad_id: int, device, letter_ids: 
     ids, labels, mask = _pad_right(batch, pad_id)
     ids, labels, mask = ids.to(device), labels.to(device), mask.to(device)
     inputs = {"input_ids": ids}
-    if detach_ranking:
-        ranking = torch.tensor([e.n_candidates > 0 for e in batch], device=device)
-        if ranking.any():
-            emb = model.get_input_embeddings()(ids)
-            emb = emb.detach() if ranking.all() else torch.where(ranking[:, None, None], emb.detach(), emb)
-            inputs = {"inputs_embeds": emb}
+    ranking = torch.tensor([e.n_candidates > 0 for e in batch], device=device)  # next_item / intent samples
+    if detach_ranking and ranking.any():
+        emb = model.get_input_embeddings()(ids)
+        emb = emb.detach() if ranking.all() else torch.where(ranking[:, None, None], emb.detach(), emb)
+        inputs = {"inputs_embeds": emb}
     target = labels[:, 1:]  # token t+1 is predicted at position t
-    listwise = torch.tensor([letter_ids is not None and e.n_candidates > 0 for e in batch], device=device)
+    listwise = ranking & (letter_ids is not None)
     if listwise.any():  # only the answer position (the first response token's predictor) counts
         first = (target != IGNORE).int().argmax(1)
         cols = torch.arange(target.shape[1], device=device)[None, :]
