@@ -50,6 +50,10 @@ LEVERS = {
     "retriever order + skip, index rows trained by non-ranking samples only": [
         "tasks.train_candidates=retriever", "tasks.shuffle_candidates=false", "tasks.missing_target=skip",
         "ranker.index_token_grad=non_ranking"],
+    # the retriever's scores as soft targets over the letters, beside the hard label (ranker.distill_weight)
+    "retriever order + skip, distillation from the retriever's scores (weight 1, T 1)": [
+        "tasks.train_candidates=retriever", "tasks.shuffle_candidates=false", "tasks.missing_target=skip",
+        "ranker.distill_weight=1.0"],
     "retriever order + skip, alignment tasks x3": [
         "tasks.train_candidates=retriever", "tasks.shuffle_candidates=false", "tasks.missing_target=skip",
         *[f"tasks.ratios.{t}=3" for t in ("index_to_preference", "preference_to_index", "history_to_index",

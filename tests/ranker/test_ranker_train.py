@@ -311,3 +311,43 @@ def test_index_token_grad_non_ranking_trains_the_rows_from_alignment_samples_onl
     model.zero_grad()  # the default ('all') keeps the paper's path: the ranking sample trains the rows
     response_loss(model, [rank_s], tok.pad_token_id, "cpu").backward()
     assert all(g is not None and g.abs().sum() > 0 for g in _grads_of(model, "embed_tokens.token_adapter"))
+
+
+def test_distillation_adds_the_soft_target_cross_entropy(tiny_llama):
+    from ulmrec.ranker.verbalizer import encode_prompt, letter_token_ids
+
+    torch.manual_seed(0)
+    model, tok = build_ranker(_cfg(tiny_llama), INDEX, "cpu")
+    model.eval()
+    s = next_item_sample(0, n=4, target=2)
+    s.meta["teacher"] = [3.0, 1.0, 2.5, -1.0]
+    plain = next_item_sample(1, n=3, target=0)  # no retriever scores: hard loss only
+    letters = letter_token_ids(tok, 4)
+    enc = encode_all(tok, [s, plain, text_sample(2)], 1000)
+    assert enc[0].teacher == (3.0, 1.0, 2.5, -1.0) and enc[1].teacher is None and enc[2].teacher is None
+    hard = response_loss(model, enc, tok.pad_token_id, "cpu")
+    logits = model(input_ids=torch.tensor([encode_prompt(tok, s)])).logits[0, -1, letters]
+    for temp in (1.0, 2.0):
+        p = torch.softmax(torch.tensor(s.meta["teacher"]) / temp, 0)
+        soft = -(p * torch.log_softmax(logits, 0)).sum()
+        for gather in (True, False):
+            got = response_loss(model, enc, tok.pad_token_id, "cpu", gather=gather, distill=0.5,
+                                distill_letters=letters, temperature=temp)
+            assert torch.allclose(got, hard + 0.5 * soft, atol=1e-4), (temp, gather)
+    # a 3-candidate sample's soft targets cover its own letters only
+    short = next_item_sample(3, n=3, target=1)
+    short.meta["teacher"] = [0.0, 1.0, 2.0]
+    e = encode_all(tok, [short], 1000)
+    z = model(input_ids=torch.tensor([encode_prompt(tok, short)])).logits[0, -1, letters[:3]]
+    soft = -(torch.softmax(torch.tensor([0.0, 1.0, 2.0]), 0) * torch.log_softmax(z, 0)).sum()
+    got = response_loss(model, e, tok.pad_token_id, "cpu", distill=1.0, distill_letters=letters)
+    assert torch.allclose(got, response_loss(model, e, tok.pad_token_id, "cpu") + soft, atol=1e-4)
+
+
+def test_distillation_needs_scored_samples(tiny_llama, tmp_path):
+    cfg = _cfg(tiny_llama, distill_weight=0.5, max_steps=2)
+    model, tok = build_ranker(cfg, INDEX, "cpu")
+    with pytest.raises(ConfigError, match="distill_weight"):
+        train_ranker(model, tok, [next_item_sample(0, n=4, target=1)], [], cfg, tmp_path / "out")
+    with pytest.raises(ValueError, match="distill_temperature"):
+        _cfg(tiny_llama, distill_temperature=0)

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from ulmrec.config import load_config
-from ulmrec.errors import ConfigError
+from ulmrec.errors import ConfigError, DataError
 from ulmrec.tasks import TasksConfig, build_training_samples, check_run_settings
 from ulmrec.tasks.candidate_lists import hard_negative_candidates
 
@@ -177,3 +177,32 @@ def test_retriever_modes_share_the_checks(make_ds, identities, mode, caplog):
     with pytest.raises(ConfigError, match="10 candidates but tasks.num_candidates=20"):
         build_training_samples(make_ds(), TasksConfig(train_candidates=mode), identities=identities,
                                train_candidates=frame)
+
+
+# ----------------------------------------------------------------------------------------- teacher scores
+@pytest.mark.parametrize("mode", ["retriever", "retriever_shuffled"])
+def test_teacher_scores_follow_the_letters(ds, identities, mode):
+    frame = ranked_frame(ds, drop_target_for={(0, 1)})
+    frame["scores"] = [list(np.linspace(5.0, 0.0, len(c)) + u) for u, c in zip(frame.user_idx, frame.candidates)]
+    score = {(r.user_idx, r.position): dict(zip(r.candidates, r.scores)) for r in frame.itertuples()}
+    samples, _ = build(ds, identities, frame, train_candidates=mode, shuffle_candidates=mode != "retriever",
+                       enabled=["next_item", "intent"], preferences={u: "likes soap." for u in range(ds.num_users)})
+    assert {s.task for s in samples} == {"next_item", "intent"}
+    for s in samples:
+        key = (s.user_idx, s.meta["position"])
+        if key == (0, 1) and s.task == "next_item":  # 'replace': the target was not retrieved, so it has no score
+            assert "teacher" not in s.meta
+            continue
+        assert s.meta["teacher"] == [score[key][c] for c in s.candidates]
+    if mode == "retriever":  # retriever order: the scores descend with the letters
+        assert all(s.meta["teacher"] == sorted(s.meta["teacher"], reverse=True) for s in samples if "teacher" in s.meta)
+    no_scores, _ = build(ds, identities, frame.drop(columns="scores"), train_candidates=mode,
+                         shuffle_candidates=mode != "retriever")
+    assert not any("teacher" in s.meta for s in no_scores)
+
+
+def test_scores_must_match_the_candidates(ds, identities):
+    frame = ranked_frame(ds)
+    frame["scores"] = [[0.0] * 3 for _ in range(len(frame))]
+    with pytest.raises(DataError, match="scores"):
+        build(ds, identities, frame, train_candidates="retriever")

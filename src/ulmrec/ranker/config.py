@@ -115,6 +115,14 @@ class RankerConfig:
     """(str) Loss of the ranking samples (next_item, intent): 'lm' = the paper's Eq. 7, cross-entropy over the
     whole vocabulary on every response token (the letter and the end-of-text); 'listwise' = cross-entropy
     over the candidate letters' logits at the answer position only (what the verbalizer reads)."""
+    distill_weight: float = 0.0
+    """(float) Distillation from the retriever (beyond the paper): every training ranking sample whose candidates
+    all carry a retriever score (tasks.train_candidates=retriever / retriever_shuffled, from
+    retrieval/candidates_train.parquet) adds this weight x the cross-entropy of the LM's distribution over its
+    candidate letters (at the answer position) against softmax(retriever scores / distill_temperature). The
+    hard-label loss (next_item_loss) stays; 0 = off (the paper)."""
+    distill_temperature: float = 1.0
+    """(float) Temperature of the retriever's softmax in distill_weight's soft targets (> 0; higher = flatter)."""
     num_threads: int = 2
     """(int) torch CPU threads (0 = leave torch's default)."""
     local_files_only: bool = True
@@ -131,6 +139,10 @@ class RankerConfig:
                      "lora_layers"):
             if getattr(self, name) < 0:
                 raise ValueError(f"ranker.{name} must be >= 0, got {getattr(self, name)}")
+        if self.distill_weight < 0:
+            raise ValueError(f"ranker.distill_weight must be >= 0, got {self.distill_weight}")
+        if self.distill_temperature <= 0:
+            raise ValueError(f"ranker.distill_temperature must be > 0, got {self.distill_temperature}")
         if self.baseline_max_steps < -1:
             raise ValueError(f"ranker.baseline_max_steps must be -1, 0 or a step count, got {self.baseline_max_steps}")
         self.micro_batch_size = min(self.micro_batch_size, self.batch_size)

@@ -63,12 +63,14 @@ class TrainState:
 @dataclass
 class Encoded:
     """A tokenized training sample: ``ids`` and ``labels`` (-100 over the prompt), and for a ranking sample
-    (next_item, intent) the number of lettered candidates and the target's letter position (else 0 / -1)."""
+    (next_item, intent) the number of lettered candidates and the target's letter position (else 0 / -1), and
+    ``teacher``: the retriever's score of each candidate when the sample has them (``ranker.distill_weight``)."""
 
     ids: list[int]
     labels: list[int]
     n_candidates: int = 0
     target: int = -1
+    teacher: tuple[float, ...] | None = None
 
 
 def encode_all(tokenizer, samples: list[Sample], max_length: int, what: str = "training") -> list[Encoded]:
@@ -79,7 +81,9 @@ def encode_all(tokenizer, samples: list[Sample], max_length: int, what: str = "t
         if len(ids) > max_length:
             too_long.append((len(ids), s.task, s.user_idx))
         ranking = s.candidates is not None and s.target is not None
-        encoded.append(Encoded(ids, labels, len(s.candidates) if ranking else 0, int(s.target) if ranking else -1))
+        teacher = tuple(s.meta["teacher"]) if ranking and s.meta.get("teacher") is not None else None
+        encoded.append(Encoded(ids, labels, len(s.candidates) if ranking else 0, int(s.target) if ranking else -1,
+                               teacher))
     if too_long:
         worst = max(too_long)
         raise ConfigError(f"{len(too_long)} {what} sample(s) are longer than ranker.max_length={max_length} tokens "
@@ -135,7 +139,8 @@ def _pad_right(batch: list[Encoded], pad_id: int):
 
 
 def response_loss(model, batch: list[Encoded], pad_id: int, device, letter_ids: list[int] | None = None,
-                  gather: bool = True, detach_ranking: bool = False) -> torch.Tensor:
+                  gather: bool = True, detach_ranking: bool = False, distill: float = 0.0,
+                  distill_letters: list[int] | None = None, temperature: float = 1.0) -> torch.Tensor:
     """Sum over samples of each sample's mean cross-entropy on its response tokens (Eq. 7).
 
     ``gather``: the decoder's hidden states are gathered at the positions that predict a response token and
@@ -147,6 +152,9 @@ def response_loss(model, batch: list[Encoded], pad_id: int, device, letter_ids: 
     ``detach_ranking`` (``ranker.index_token_grad=non_ranking``): the input embeddings of ranking samples are
     constants, so their gradient reaches LoRA but not the index-token rows; a micro-batch of ranking samples
     only then needs no backward pass below the lowest trainable layer.
+    ``distill`` (``ranker.distill_weight``) with ``distill_letters``: every ranking sample with retriever scores
+    (``Encoded.teacher``) adds ``distill`` x the cross-entropy of its candidate-letter distribution at the answer
+    position against softmax(teacher / ``temperature``) (knowledge distillation from the retriever).
     """
     ids, labels, mask = _pad_right(batch, pad_id)
     ids, labels, mask = ids.to(device), labels.to(device), mask.to(device)
@@ -196,7 +204,29 @@ def response_loss(model, batch: list[Encoded], pad_id: int, device, letter_ids: 
             per_tok[is_list] = _listwise(logits_l, y[is_list], letters, batch, rows[is_list])
     sums = torch.zeros(len(batch), device=device).index_add(0, rows, per_tok)
     n_tok = sel.sum(1).clamp(min=1)
-    return (sums / n_tok).sum()
+    loss = (sums / n_tok).sum()
+    if distill and distill_letters is not None and any(e.teacher is not None for e in batch):
+        first = torch.ones(len(rows), dtype=torch.bool, device=device)  # each sample's first picked row: the
+        first[1:] = rows[1:] != rows[:-1]                              # position that predicts the letter
+        at = first.nonzero()[:, 0]
+        at = at[torch.as_tensor([batch[int(rows[i])].teacher is not None for i in at], dtype=torch.bool,
+                                device=device)]
+        letters = torch.as_tensor(distill_letters, device=device)
+        z = (head(picked[at]) if gather else picked_logits[at]).float().index_select(1, letters)
+        loss = loss + distill * _distill(z, [batch[int(rows[i])].teacher for i in at], temperature).sum()
+    return loss
+
+
+def _distill(logits: torch.Tensor, teachers: list[tuple[float, ...]], temperature: float) -> torch.Tensor:
+    """Per sample: cross-entropy of softmax(letter logits) over its own candidates against the teacher's
+    softmax(scores / temperature); columns past a sample's candidate count are out of both."""
+    n, width = len(teachers), logits.shape[1]
+    t = torch.full((n, width), float("-inf"), device=logits.device)
+    for i, scores in enumerate(teachers):
+        t[i, :len(scores)] = torch.as_tensor(scores, dtype=torch.float32, device=logits.device) / temperature
+    valid = torch.isfinite(t)
+    logq = torch.log_softmax(logits.masked_fill(~valid, float("-inf")), 1).masked_fill(~valid, 0.0)
+    return -(torch.softmax(t, 1) * logq).sum(1)
 
 
 def _listwise(logits: torch.Tensor, y: torch.Tensor, letters: torch.Tensor, batch: list[Encoded],
@@ -286,6 +316,10 @@ def train_ranker(model, tokenizer, train_samples: list[Sample], valid_samples: l
     if not train_samples:
         raise ConfigError(f"{name}: no training samples (check the tasks settings and the input artifacts)")
     encoded = encode_all(tokenizer, train_samples, cfg.max_length)
+    if cfg.distill_weight and not any(e.teacher is not None for e in encoded):
+        raise ConfigError(f"{name}: ranker.distill_weight={cfg.distill_weight} needs training samples with the "
+                          "retriever's scores: set tasks.train_candidates=retriever (or retriever_shuffled) and "
+                          "retrieval.train_candidates=true, or ranker.distill_weight=0")
     valid_prompts = encode_prompts(tokenizer, valid_samples)  # once, reused at every validation
     encode_all(tokenizer, valid_samples, cfg.max_length, what="validation")
     steps = total_steps(cfg, len(encoded), max_steps)
@@ -325,6 +359,7 @@ def train_ranker(model, tokenizer, train_samples: list[Sample], valid_samples: l
     gather = world == 1  # the hidden-state gather bypasses the (DDP-)wrapped forward; see response_loss
     n_letters = max((e.n_candidates for e in encoded), default=0)
     letter_ids = letter_token_ids(tokenizer, n_letters) if cfg.next_item_loss == "listwise" and n_letters else None
+    distill_letters = letter_token_ids(tokenizer, n_letters) if cfg.distill_weight and n_letters else None
 
     def evaluate_and_checkpoint() -> None:
         metrics = _validate(accelerator, model, tokenizer, valid_samples, valid_prompts, cfg) if valid_samples else {}
@@ -368,7 +403,9 @@ def train_ranker(model, tokenizer, train_samples: list[Sample], valid_samples: l
         for micro_idx in micro_batches(encoded, mine, cfg.micro_batch_size):
             micro = [encoded[i] for i in micro_idx]
             loss = response_loss(model, micro, pad, accelerator.device, letter_ids, gather,
-                                 detach_ranking=cfg.index_token_grad == "non_ranking") * world / len(batch_idx)
+                                 detach_ranking=cfg.index_token_grad == "non_ranking", distill=cfg.distill_weight,
+                                 distill_letters=distill_letters,
+                                 temperature=cfg.distill_temperature) * world / len(batch_idx)
             accelerator.backward(loss)
             batch_loss += float(loss.detach()) / world
         if cfg.grad_clip:

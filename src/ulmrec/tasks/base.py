@@ -28,4 +28,5 @@ class Sample:
     """Ranking tasks: position of the true item in ``candidates`` (None when it is not among them)."""
     meta: dict = field(default_factory=dict)
     """Provenance: ``split`` ('train' / 'valid' / 'test'), ``position`` (the sample's position in the user's
-    sequence, see :mod:`ulmrec.tasks.builders`), ``prompt`` (next-item variant)."""
+    sequence, see :mod:`ulmrec.tasks.builders`), ``prompt`` (next-item variant), ``teacher`` (training ranking
+    samples on retriever candidates: the retriever's score of each candidate, letter order)."""

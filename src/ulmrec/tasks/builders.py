@@ -83,6 +83,14 @@ class Context:
     def skip(self, reason: str) -> None:
         self.counts[reason] = self.counts.get(reason, 0) + 1
 
+    def teacher(self, u: int, p: int, cands: list[int]) -> dict:
+        """``{"teacher": scores}``: the retriever's score of every candidate of the prefix (letter order), the
+        soft targets of ``ranker.distill_weight``; ``{}`` without retriever candidates or when one is unscored."""
+        if self.train_candidates is None:
+            return {}
+        scores = self.train_candidates.scores_of(u, p, cands)
+        return {} if scores is None else {"teacher": scores}
+
     def candidates(self, task: str, u: int, p: int, rng: np.random.Generator) -> tuple[list[int], int] | None:
         """(candidates in letter order, index of the target) for predicting s[p], or ``None``."""
         seq, n, target = self.train[u], self.cfg.num_candidates, int(self.train[u][p])
@@ -166,7 +174,7 @@ def _next_item(ctx: Context, u: int, p: int, rng: np.random.Generator) -> Sample
     prompt = ctx.cfg.prompt
     return ranking_sample("next_item", u, INSTRUCTIONS[f"next_item/{prompt}"],
                           next_item_input(ctx, u, ctx.history(u, p), cands, prompt), cands, target,
-                          position=p, split="train", prompt=prompt)
+                          position=p, split="train", prompt=prompt, **ctx.teacher(u, p, cands))
 
 
 # ---------------------------------------------------------------- 4.2.2 / 4.2.3 index <-> preference (Fig. 3, 4)
@@ -225,7 +233,8 @@ def _intent(ctx: Context, u: int, p: int, rng: np.random.Generator) -> Sample | 
         return None
     cands, target = got
     input_ = fields(("Preference", ctx.preference(u)), ("Candidate pool", candidates_text(ctx.titles.many(cands))))
-    return ranking_sample("intent", u, INSTRUCTIONS["intent"], input_, cands, target, position=p, split="train")
+    return ranking_sample("intent", u, INSTRUCTIONS["intent"], input_, cands, target, position=p, split="train",
+                          **ctx.teacher(u, p, cands))
 
 
 TASK_SPECS: dict[str, Task] = {t.name: t for t in (

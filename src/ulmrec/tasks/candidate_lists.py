@@ -117,6 +117,10 @@ class TrainCandidates:
         self.n = n
         keep = max(n, keep or n)  # items kept per list ('hard_negatives' reads a pool beyond the letters)
         self._lists: dict[tuple[int, int], np.ndarray] = {}
+        # the retriever's score of each kept candidate (when the file has a ``scores`` column): the soft
+        # targets of ``ranker.distill_weight``
+        self._scores: dict[tuple[int, int], np.ndarray] = {}
+        scores = frame["scores"] if "scores" in frame else [None] * len(frame)
         self.hits: set[tuple[int, int]] = set()  # keys whose first n candidates hold the target
         lengths = frame["candidates"].map(len).to_numpy()
         # the shortest list kept (``keep`` at most): the pool 'hard_negatives' can actually draw from
@@ -125,8 +129,8 @@ class TrainCandidates:
         positions = frame["position"] if has_pos else [None] * len(frame)
         train = ds.train_sequences()
         where: dict[int, dict[int, int]] = {}
-        for row, (u, cands, target, pos) in enumerate(zip(frame["user_idx"], frame["candidates"], frame["target"],
-                                                          positions, strict=True)):
+        for row, (u, cands, target, pos, score) in enumerate(zip(frame["user_idx"], frame["candidates"],
+                                                                 frame["target"], positions, scores, strict=True)):
             u = int(u)
             if not 0 <= u < ds.num_users:
                 raise DataError(f"user_idx {u} is not a user of the dataset", source, line=row + 1, field="user_idx")
@@ -138,6 +142,11 @@ class TrainCandidates:
                     continue
             kept = np.asarray(cands[:keep], dtype=np.int64)
             self._lists[(u, int(pos))] = kept
+            if score is not None:
+                if len(score) != len(cands):
+                    raise DataError(f"{len(score)} scores for {len(cands)} candidates", source, line=row + 1,
+                                    field="scores")
+                self._scores[(u, int(pos))] = np.asarray(score[:keep], dtype=np.float64)
             if (kept[:n] == int(target)).any():
                 self.hits.add((u, int(pos)))
 
@@ -148,6 +157,16 @@ class TrainCandidates:
         """The kept list (``n`` items, or up to ``keep``) in the retriever's order, or ``None``."""
         got = self._lists.get((int(user), int(position)))
         return None if got is None else got.tolist()
+
+    def scores_of(self, user: int, position: int, items: list[int]) -> list[float] | None:
+        """The retriever's scores of ``items`` for this prefix, or ``None`` when the file has no scores or one of
+        ``items`` is not in the kept list (e.g. a target put in by ``missing_target=replace``)."""
+        key = (int(user), int(position))
+        if key not in self._scores:
+            return None
+        by_item = dict(zip(self._lists[key].tolist(), self._scores[key].tolist(), strict=True))
+        got = [by_item.get(int(i)) for i in items]
+        return None if any(g is None for g in got) else [float(g) for g in got]
 
     def users_positions(self, with_target: bool = False) -> dict[int, set[int]]:
         """``{user: positions with a list}`` (``with_target``: only lists that hold the target)."""
