@@ -8,7 +8,8 @@ and validation users, trained side by side on one core each):
   LoRA and index-token rows), micro-batch 1, LoRA on the top 8 layers.
 
 Both validated on the same users every ``ranker.eval_every`` steps (step 0 included) and logged each user's
-rank. This script reads the two training logs and reports both validation NDCG@10 curves and, at every
+rank. A second pair does the same for ``ranker.index_token_grad``: 'non_ranking' (the sample preset's) vs 'all'
+(the paper's), both on the retriever-order + skip recipe (its two lever runs). This script reads the two training logs and reports both validation NDCG@10 curves and, at every
 validation, the paired difference (fast - today) with a bootstrap 95 % interval::
 
     .venv/bin/python benchmarks/ranker_levers.py --source runs/sample-base --steps 300   # trains both
@@ -27,9 +28,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import REPO, RESULTS, header, save  # noqa: E402
-from ranker_levers import LEVERS, slug  # noqa: E402
+from ranker_levers import LEVERS, SKIP_RECIPE, slug  # noqa: E402
 
 FAST, TODAY = list(LEVERS)[0], list(LEVERS)[1]
+NON_RANKING = "retriever order + skip, index rows trained by non-ranking samples only"
+GRAD_PATHS = {"all": ["ranker.index_token_grad=all"], "non_ranking": ["ranker.index_token_grad=non_ranking"]}
 PATHS = {"today": ["ranker.dtype=float32", "ranker.lora_layers=0"],
          "fast": ["ranker.dtype=auto (bf16 here)", "ranker.lora_layers=8"]}
 
@@ -40,41 +43,55 @@ def main() -> int:
     args = ap.parse_args()
     base = Path(args.levers_dir)
     dirs = {"today": base / slug(TODAY), "fast": base / slug(FAST)}
-    result = {**header(), "runs": {k: str(v) for k, v in dirs.items()}, "paths": PATHS, "curves": {}, "paired": [],
-              "train_seconds": {}, "seconds_per_step": {}}
-    evals = {}
-    for name, run_dir in dirs.items():
-        entries = [json.loads(line) for line in (run_dir / "ranker" / "train_log.jsonl").read_text().splitlines()]
-        evals[name] = [e for e in entries if e.get("event") == "eval"]
-        result["curves"][name] = [(e["step"], e["valid"]["NDCG@10"]) for e in evals[name]]
-        best = json.loads((run_dir / "ranker" / "best.json").read_text())
-        result["train_seconds"][name] = best["train_seconds"]
-        result["seconds_per_step"][name] = best["seconds_per_step"]
-        result["steps"] = best["total_steps"]
-    from ulmrec.evaluation.stats import paired_bootstrap
-
-    for a, b in zip(evals["fast"], evals["today"], strict=True):
-        d = paired_bootstrap(a["valid"]["ranks"], b["valid"]["ranks"], metrics=("NDCG@10",), seed=0)["NDCG@10"]
-        result["paired"].append({"step": a["step"], "fast": a["valid"]["NDCG@10"], "today": b["valid"]["NDCG@10"],
-                                 "users": a["valid"]["users"], "diff": d["mean"], "lo": d["lo"], "hi": d["hi"]})
-    result["all_intervals_contain_0"] = all(p["lo"] <= 0 <= p["hi"] for p in result["paired"])
+    result = {**header(), **compare(dirs, "fast", "today"), "paths": PATHS}
+    grad_dirs = {"non_ranking": base / slug(NON_RANKING), "all": base / slug(SKIP_RECIPE)}
+    if all((d / "ranker" / "train_log.jsonl").exists() for d in grad_dirs.values()):
+        result["index_token_grad"] = {**compare(grad_dirs, "non_ranking", "all"), "paths": GRAD_PATHS}
     _plot(result, RESULTS / "ranker_equivalence.png")
     save("ranker_equivalence", result, markdown(result))
     print(json.dumps(result["paired"], indent=1))
     return 0
 
 
+def compare(dirs: dict[str, Path], new: str, ref: str) -> dict:
+    """Both runs' validation curves and, at every validation, the paired difference new - ref."""
+    from ulmrec.evaluation.stats import paired_bootstrap
+
+    out = {"runs": {k: str(v) for k, v in dirs.items()}, "curves": {}, "paired": [], "train_seconds": {},
+           "seconds_per_step": {}}
+    evals = {}
+    for name, run_dir in dirs.items():
+        entries = [json.loads(line) for line in (run_dir / "ranker" / "train_log.jsonl").read_text().splitlines()]
+        evals[name] = [e for e in entries if e.get("event") == "eval"]
+        out["curves"][name] = [(e["step"], e["valid"]["NDCG@10"]) for e in evals[name]]
+        best = json.loads((run_dir / "ranker" / "best.json").read_text())
+        out["train_seconds"][name] = best["train_seconds"]
+        out["seconds_per_step"][name] = best["seconds_per_step"]
+        out["steps"] = best["total_steps"]
+    for a, b in zip(evals[new], evals[ref], strict=True):
+        d = paired_bootstrap(a["valid"]["ranks"], b["valid"]["ranks"], metrics=("NDCG@10",), seed=0)["NDCG@10"]
+        out["paired"].append({"step": a["step"], new: a["valid"]["NDCG@10"], ref: b["valid"]["NDCG@10"],
+                              "users": a["valid"]["users"], "diff": d["mean"], "lo": d["lo"], "hi": d["hi"]})
+    out["all_intervals_contain_0"] = all(p["lo"] <= 0 <= p["hi"] for p in out["paired"])
+    return out
+
+
 def _plot(result: dict, path: Path) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(6, 3.4))
+    panels = [(result, "Same seed: today's path vs the fast path")]
+    if "index_token_grad" in result:
+        panels.append((result["index_token_grad"], "Retriever order + skip: index_token_grad"))
+    fig = Figure(figsize=(6 * len(panels), 3.4))
     FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
-    for name, curve in result["curves"].items():
-        ax.plot(*zip(*curve, strict=True), marker="o", label=f"{name}: {' '.join(PATHS[name])}".replace("ranker.", ""))
-    ax.set(xlabel="step", ylabel="validation NDCG@10", title="Same seed: today's path vs the fast path")
-    ax.legend(fontsize=7)
+    for k, (r, title) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), k + 1)
+        for name, curve in r["curves"].items():
+            ax.plot(*zip(*curve, strict=True), marker="o",
+                    label=f"{name}: {' '.join(r['paths'][name])}".replace("ranker.", ""))
+        ax.set(xlabel="step", ylabel="validation NDCG@10", title=title)
+        ax.legend(fontsize=7)
     fig.tight_layout()
     tmp = path.with_name(f".{path.stem}.tmp.png")
     fig.savefig(tmp, dpi=100)
@@ -92,7 +109,19 @@ def markdown(r: dict) -> str:
         lines.append(f"| {p['step']} | {p['today']:.4f} | {p['fast']:.4f} | {p['diff']:+.4f} "
                      f"[{p['lo']:+.4f}, {p['hi']:+.4f}] |")
     lines += ["", "Every interval contains 0: " + ("yes" if r["all_intervals_contain_0"] else "**no**") +
-              f". {r['paired'][0]['users']} validation users. Curves: ranker_equivalence.png."]
+              f". {r['paired'][0]['users']} validation users. Curves: ranker_equivalence.png (left)."]
+    g = r.get("index_token_grad")
+    if g:
+        lines += ["", "## ranker.index_token_grad: non_ranking vs all (retriever order + skip)", "",
+                  f"Training time: all {g['train_seconds']['all']} s ({g['seconds_per_step']['all']} s/step), "
+                  f"non_ranking {g['train_seconds']['non_ranking']} s ({g['seconds_per_step']['non_ranking']} s/step). "
+                  f"Runs: `{g['runs']['all']}`, `{g['runs']['non_ranking']}`.", "",
+                  "| step | all NDCG@10 | non_ranking NDCG@10 | non_ranking - all [95 % CI] |", "|---|---|---|---|"]
+        for p in g["paired"]:
+            lines.append(f"| {p['step']} | {p['all']:.4f} | {p['non_ranking']:.4f} | {p['diff']:+.4f} "
+                         f"[{p['lo']:+.4f}, {p['hi']:+.4f}] |")
+        lines += ["", "Every interval contains 0: " + ("yes" if g["all_intervals_contain_0"] else "**no**") +
+                  f". {g['paired'][0]['users']} validation users. Curves: ranker_equivalence.png (right)."]
     return "\n".join(lines)
 
 

@@ -85,7 +85,23 @@ def one(name: str, source: str, overrides: list[str]) -> int:
     return 0
 
 
+def rescore(name: str, overrides: list[str]) -> int:
+    """Score a finished lever's adapter again and add its letter scores to valid_ranks.json (levers scored
+    before the fusion column saved ranks only)."""
+    from ulmrec.io import write_json
+
+    run_dir = REPO / "runs" / "bench-levers" / slug(name)
+    saved = json.loads((run_dir / "valid_ranks.json").read_text())
+    ranks, info = score_valid(run_dir, overrides)
+    if ranks != saved["ranks"]:
+        raise SystemExit(f"{name}: scoring again gave other ranks than the saved ones")
+    write_json(run_dir / "valid_ranks.json", {**saved, **{k: info[k] for k in ("scores", "retriever_scores", "targets")}})
+    return 0
+
+
 def main() -> int:
+    if len(sys.argv) > 2 and sys.argv[1] == "--rescore":
+        return rescore(sys.argv[2], sys.argv[sys.argv.index("--") + 1:])
     if len(sys.argv) > 2 and sys.argv[1] == "--one":
         rest = sys.argv[sys.argv.index("--") + 1:]
         return one(sys.argv[2], sys.argv[sys.argv.index("--source") + 1], rest)
@@ -98,6 +114,8 @@ def main() -> int:
     ap.add_argument("--only", nargs="*", default=None, help="lever names (default all)")
     ap.add_argument("--cores", type=int, nargs="*", default=[0, 1], help="one job per listed core at a time")
     ap.add_argument("--no-report", action="store_true", help="train and score only (another call reports)")
+    ap.add_argument("--rescore", action="store_true",
+                    help="first score the selected levers saved without letter scores again (the fusion column)")
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
     base = REPO / "runs" / "bench-levers"
@@ -133,6 +151,12 @@ def main() -> int:
                 wall[name] = round(time.time() - start, 1)
                 free.append(core)
                 del running[name]
+    if args.rescore:
+        for name, over in levers.items():
+            if "scores" not in json.loads((base / slug(name) / "valid_ranks.json").read_text()):
+                cmd = ["taskset", "-c", str(args.cores[0]), sys.executable, str(Path(__file__).resolve()),
+                       "--rescore", name, "--", *common, *over]
+                subprocess.run(cmd, check=True, cwd=REPO)
     if args.no_report:
         return 0
     result = {**header(), "source": args.source, "common_overrides": common, "levers": levers,
@@ -142,6 +166,9 @@ def main() -> int:
         saved = json.loads((base / slug(name) / "valid_ranks.json").read_text())
         ranks[name] = saved.pop("ranks")
         result["retriever_ranks"] = saved.pop("retriever_ranks")
+        scored = {k: saved.pop(k, None) for k in ("scores", "retriever_scores", "targets")}
+        if scored["scores"] is not None:
+            saved["fusion"] = fusion_row(scored, result["retriever_ranks"])
         result["rows"][name] = saved
     result["loadavg_after"] = os.getloadavg()
     import numpy as np
@@ -189,6 +216,34 @@ def main() -> int:
     return 0
 
 
+def fusion_row(scored: dict, retriever_ranks: list[int]) -> dict:
+    """LM letter log-probability + w x retriever score (evaluation's "ULMRec + retriever"): w chosen on a fixed
+    random half of the validation users, NDCG@10 paired against the retriever's order on the other half."""
+    import numpy as np
+
+    from ulmrec.evaluation.stats import choose_fusion_weight, fuse, paired_bootstrap
+    from ulmrec.metrics import target_rank
+
+    lm = np.array([[np.nan if x is None else x for x in row] for row in scored["scores"]], dtype=np.float64)
+    lm = np.where(np.isnan(lm), -np.inf, lm)
+    retr = np.asarray(scored["retriever_scores"], dtype=np.float64)[:, :lm.shape[1]]
+    t = np.asarray(scored["targets"])
+    perm = np.random.default_rng(0).permutation(len(t))
+    pick, held = np.sort(perm[: len(t) // 2]), np.sort(perm[len(t) // 2:])
+    w, _ = choose_fusion_weight(lm[pick], retr[pick], t[pick])
+    fused = fuse(lm[held], retr[held], w)
+    valid = np.isfinite(fused)
+    import torch
+
+    def ranks_of(x):
+        return target_rank(torch.as_tensor(np.where(valid, x, np.finfo(np.float32).min)), torch.as_tensor(t[held]),
+                           torch.as_tensor(valid)).numpy()
+
+    fused_r, retr_r = ranks_of(fused), np.asarray(retriever_ranks)[held]
+    d = paired_bootstrap(fused_r, retr_r, metrics=("NDCG@10",), seed=0)["NDCG@10"]
+    return {"weight": w, "choose_users": len(pick), "report_users": len(held), "vs_retriever": d}
+
+
 def score_valid(run_dir: Path, overrides: list[str]) -> tuple[list[int], dict]:
     """The trained adapter's ranks on every validation Rank user, and its training summary."""
     import pandas as pd
@@ -198,6 +253,7 @@ def score_valid(run_dir: Path, overrides: list[str]) -> tuple[list[int], dict]:
     from ulmrec.evaluation.stage import retriever_ranks
     from ulmrec.metrics import metrics_from_ranks
     from ulmrec.ranker.engine import Ranker, base_title_cutter, load_identities
+    from ulmrec.ranker.predict import ranks_from_scores
     from ulmrec.tasks import build_eval_samples
 
     cfg = load_config(["sample"], [f"run_dir={run_dir}", *overrides])
@@ -206,18 +262,25 @@ def score_valid(run_dir: Path, overrides: list[str]) -> tuple[list[int], dict]:
     samples = build_eval_samples(ds, "valid", cands, cfg.tasks, identities=load_identities(cfg, ds, run_dir),
                                  title_fn=base_title_cutter(cfg.ranker), max_users=0, seed=cfg.seed)
     ranker = Ranker.load(cfg.ranker, run_dir / "ranker" / "adapter")
-    r = ranker.ranks(samples, desc=run_dir.name)
+    scores, _ = ranker.score(samples, desc=run_dir.name)
+    r = ranks_from_scores(scores, samples)
     zero = run_dir.parent / "zero_shot_ranks.json"  # the untuned LM on the same users, ULMRec prompt, once
     if not zero.exists():
         from ulmrec.io import write_json
 
         write_json(zero, {"ranks": Ranker.build(cfg.ranker, ()).ranks(samples, desc="zero-shot").tolist()})
+    import numpy as np
+
     best = json.loads((run_dir / "ranker" / "best.json").read_text())
     by_user = cands.set_index("user_idx").loc[[s.user_idx for s in samples]].reset_index()
     info = {"valid_users": len(samples), "best_step": best["best_step"], "train_seconds": best["train_seconds"],
             "selection_NDCG@10": best["best_valid_NDCG@10"], "valid": metrics_from_ranks(r, (5, 10)),
-            "letters_top1": __import__("numpy").bincount(r == 0, minlength=2).tolist(),
-            "retriever_ranks": retriever_ranks(by_user, cfg.tasks.num_candidates).tolist()}
+            "letters_top1": np.bincount(r == 0, minlength=2).tolist(),
+            "retriever_ranks": retriever_ranks(by_user, cfg.tasks.num_candidates).tolist(),
+            # letter scores and the retriever's scores of the same candidates: the fusion column
+            "scores": [[float(x) if np.isfinite(x) else None for x in row] for row in scores],
+            "retriever_scores": [[float(x) for x in row[:cfg.tasks.num_candidates]] for row in by_user["scores"]],
+            "targets": [int(s.target) for s in samples]}
     return r.tolist(), info
 
 
@@ -229,7 +292,8 @@ def markdown(r: dict) -> str:
              f"({next(iter(r['rows'].values()))['valid_users']}). Retriever order on the same users: NDCG@10 "
              f"{rv['NDCG@10']:.4f}. Differences: paired bootstrap 95 % intervals.", "",
              "| lever | best step | valid NDCG@10 | vs reference [95 % CI] | vs retriever order + skip [95 % CI] | "
-             "vs retriever order [95 % CI] | train s | load |", "|---|---|---|---|---|---|---|---|"]
+             "vs retriever order [95 % CI] | + retriever (fused) vs retriever order [95 % CI] | train s | load |",
+             "|---|---|---|---|---|---|---|---|---|"]
     z = r["zero_shot_vs_retriever"]
     lines.append(f"| zero-shot: the untuned LM (ULMRec prompt) | - | {r['zero_shot_valid']['NDCG@10']:.4f} | | | "
                  f"{z['mean']:+.4f} [{z['lo']:+.4f}, {z['hi']:+.4f}] | 0 | |")
@@ -237,14 +301,20 @@ def markdown(r: dict) -> str:
     def ci(x: dict | None) -> str:
         return "" if x is None else f"{x['mean']:+.4f} [{x['lo']:+.4f}, {x['hi']:+.4f}]"
 
+    def fused(f: dict | None) -> str:
+        return "" if f is None else f"{ci(f['vs_retriever'])} (w {f['weight']:g})"
+
     for name, row in r["rows"].items():
         lines.append(f"| {name} | {row['best_step']} | {row['valid']['NDCG@10']:.4f} | {ci(row['vs_reference'])} | "
-                     f"{ci(row.get('vs_skip'))} | {ci(row['vs_retriever'])} | {row['train_seconds']} | "
-                     f"{row['loadavg'][0]:.1f} |")
+                     f"{ci(row.get('vs_skip'))} | {ci(row['vs_retriever'])} | {fused(row.get('fusion'))} | "
+                     f"{row['train_seconds']} | {row['loadavg'][0]:.1f} |")
     lines += ["", f"Preferences in the ULMRec prompts: {r['preferences']}.",
               f"Load average before/after: {r['loadavg_before'][0]:.2f} / {r['loadavg_after'][0]:.2f}. Each lever "
               "was trained by its own `--one` job (two at a time, one core each); the load column is the 1-minute "
-              "load when that job finished."]
+              "load when that job finished.",
+              "Fused column: letter log-probability + w x the retriever's score (the evaluate stage's \"ULMRec + "
+              "retriever\"), w chosen on a fixed random half of the validation users, the paired difference to "
+              "the retriever's order on the other half."]
     return "\n".join(lines)
 
 

@@ -1,0 +1,45 @@
+"""benchmarks/ranker_levers.py's fusion column: w chosen on one half of the validation users, reported on the other."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _module():
+    sys.path.insert(0, str(REPO / "benchmarks"))  # the script imports its sibling _common
+    try:
+        spec = importlib.util.spec_from_file_location("ranker_levers", REPO / "benchmarks" / "ranker_levers.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+
+
+def _scored(lm: np.ndarray, retr: np.ndarray, targets: np.ndarray) -> dict:
+    return {"scores": lm.tolist(), "retriever_scores": retr.tolist(), "targets": targets.tolist()}
+
+
+def test_fusion_row_halves_the_users_and_pairs_against_the_retriever():
+    mod = _module()
+    rng = np.random.default_rng(1)
+    n, c = 200, 20
+    retr = np.sort(rng.random((n, c)), axis=1)[:, ::-1].copy()  # retriever order: descending scores
+    targets = rng.integers(0, c, n)
+    retr_ranks = targets.copy()  # letters are in retriever order, so the target's rank is its letter
+    # an LM that knows the answer: the fused order beats the retriever's with any weight the grid offers
+    oracle = np.full((n, c), -5.0)
+    oracle[np.arange(n), targets] = 5.0
+    row = mod.fusion_row(_scored(oracle, retr, targets), retr_ranks.tolist())
+    assert row["choose_users"] == 100 and row["report_users"] == 100
+    assert row["vs_retriever"]["lo"] > 0 and row["weight"] < 10
+    # an LM that scores every letter the same: any weight > 0 gives the retriever's order, w = 0 only ties
+    noise = np.zeros((n, c))
+    row = mod.fusion_row(_scored(noise, retr, targets), retr_ranks.tolist())
+    assert row["weight"] > 0 and abs(row["vs_retriever"]["mean"]) < 1e-9
