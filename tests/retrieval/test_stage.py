@@ -102,3 +102,61 @@ def test_wall_clock_cap_is_loud_and_recorded(ring, tmp_path, caplog):
     uncapped = load_config(overrides=[f"run_dir={tmp_path}", "retrieval.epochs=2", *TINY])
     rec = run_stage(get_stage("retrieve"), uncapped)
     assert rec["summary"]["stopped"] == "epochs" and "cut_by_wall_clock" not in rec["summary"]
+
+
+def test_cross_fitted_training_candidates(ring, tmp_path):
+    """train_candidates_folds=2: every training prefix listed by a retriever that never trained on its user;
+    validation/test candidates and the full retriever unchanged; the default stays out of the fingerprint."""
+    from ulmrec.pipeline import stage_fingerprint
+    from ulmrec.retrieval.stage import user_folds
+
+    lists = {}
+    for folds in (1, 2):
+        run_dir = tmp_path / f"k{folds}"
+        ring.save(run_dir / "data")
+        cfg = load_config(overrides=[f"run_dir={run_dir}", "retrieval.epochs=3", "retrieval.train_candidates=true",
+                                     f"retrieval.train_candidates_folds={folds}", *TINY])
+        run_stage(get_stage("retrieve"), cfg)
+        out = run_dir / "retrieval"
+        assert not list(out.glob("checkpoints*"))
+        lists[folds] = {f: pd.read_parquet(out / f"candidates_{f}.parquet") for f in ("train", "valid", "test")}
+        lists[folds]["model"] = (out / "model.safetensors").read_bytes()
+        lists[folds]["metrics"] = read_json(out / "metrics.json")["train"]
+    for split in ("valid", "test"):
+        pd.testing.assert_frame_equal(lists[1][split], lists[2][split])
+    assert lists[1]["model"] == lists[2]["model"]
+    one, two = lists[1]["train"], lists[2]["train"]
+    assert list(one.columns) == list(two.columns)
+    assert (one[["user_idx", "position", "target"]].to_numpy() == two[["user_idx", "position", "target"]].to_numpy()).all()
+    assert not all(np.array_equal(a, b) for a, b in zip(one["candidates"], two["candidates"], strict=True))
+    by_fold = lists[2]["metrics"]["by_fold"]
+    fold = user_folds(ring.num_users, 2, 42)
+    assert sorted(np.bincount(fold).tolist()) == sorted([ring.num_users // 2, ring.num_users - ring.num_users // 2])
+    assert sum(v["train_users"] for v in by_fold.values()) == ring.num_users  # each user trains exactly one fold
+    assert sum(v["prefixes"] for v in by_fold.values()) == len(two)
+    # every fold's lists equal what a retriever trained on the other fold's users alone writes
+    from ulmrec.retrieval.data import train_prefixes
+    from ulmrec.retrieval.models import build_model
+    from ulmrec.retrieval.train import Trainer
+    from ulmrec.utils import seed_everything
+
+    cfg = load_config(overrides=[f"run_dir={tmp_path / 'k2'}", "retrieval.epochs=3", *TINY])
+    seed_everything(cfg.seed + 1)
+    model = build_model(cfg.retrieval, ring.num_items)
+    keep = np.flatnonzero(fold != 0)
+    from ulmrec.retrieval.data import training_windows
+
+    vh, vt = split_histories(ring, "valid")
+    trainer = Trainer(model, cfg.retrieval, tmp_path / "ck", seed=cfg.seed + 1, progress=False)
+    trainer.fit(training_windows([ring.train_sequences()[u] for u in keep], 8), [vh[u] for u in keep], vt[keep])
+    users, _, hist, targets = train_prefixes(ring)
+    rows = np.flatnonzero(fold[users] == 0)
+    res = rank_next_items(trainer.load_best(), [hist[i] for i in rows], targets[rows], 8, k=5)
+    assert np.array_equal(np.stack(two["candidates"].to_numpy())[rows], res["candidates"])
+    # folds=1 is left out of the fingerprint: run directories made before the setting stay current
+    base = load_config(overrides=[f"run_dir={tmp_path / 'k1'}", "retrieval.train_candidates=true", *TINY])
+    assert "train_candidates_folds" not in stage_fingerprint(get_stage("retrieve"), base, tmp_path / "k1")["params"]
+    from ulmrec.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="train_candidates_folds must be >= 1"):
+        load_config(overrides=["retrieval.train_candidates_folds=0"])

@@ -16,6 +16,7 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ulmrec import artifacts as art
@@ -37,7 +38,16 @@ def _params(cfg: Config) -> dict:
     """Every retrieval setting and the seed; the pipeline leaves out the result-neutral ones (threads, the
     evaluation batch size: ulmrec.config.RESULT_NEUTRAL). ``max_minutes`` stays in: a cap that cuts training
     short changes the model."""
-    return {**dataclasses.asdict(cfg.retrieval), "seed": cfg.seed}
+    params = {**dataclasses.asdict(cfg.retrieval), "seed": cfg.seed}
+    for name, default in ADDED_AT_DEFAULT.items():  # settings added later leave older run directories current
+        if params.get(name) == default:
+            del params[name]
+    return params
+
+
+#: Settings added after run directories existed, left out of the fingerprint at their default (which is what those
+#: runs did), so adding them does not retrain a finished retriever.
+ADDED_AT_DEFAULT = {"train_candidates_folds": 1}
 
 
 def _inputs(cfg: Config, run_dir: Path) -> list[Path]:
@@ -92,13 +102,21 @@ def _build(cfg: Config, run_dir: Path, out: Path) -> dict:
     if rc.train_candidates:
         t0 = time.time()
         users, positions, histories, targets = train_prefixes(ds)
-        res = rank_next_items(model, histories, targets, rc.max_len, k=rc.num_candidates,
-                              batch_size=rc.eval_batch_size, device=device, desc="candidates train")
+        folds = {}
+        if rc.train_candidates_folds > 1:
+            res, folds = crossfit_train_candidates(cfg, ds, out, device, users, histories, targets)
+        else:
+            res = rank_next_items(model, histories, targets, rc.max_len, k=rc.num_candidates,
+                                  batch_size=rc.eval_batch_size, device=device, desc="candidates train")
         write_parquet(out / art.candidates("train").name, candidates_frame(users, res, targets, positions))
         metrics["train"] = {"prefixes": len(users), "coverage": float((res["target_rank"] >= 0).mean()),
+                            "target_first": float((res["target_rank"] == 0).mean()),
+                            "folds": rc.train_candidates_folds, **({"by_fold": folds} if folds else {}),
                             "seconds": round(time.time() - t0, 2)}
     write_json(out / art.RETRIEVAL_METRICS.name, metrics)
 
+    for fold_ckpt in out.glob("checkpoints_fold*"):
+        shutil.rmtree(fold_ckpt)
     ckpt = out / "checkpoints"
     write_json(out / art.RETRIEVAL_LOG.name, read_json(ckpt / "trainer_state.json")["history"])
     shutil.rmtree(ckpt)
@@ -106,6 +124,46 @@ def _build(cfg: Config, run_dir: Path, out: Path) -> dict:
             **({"cut_by_wall_clock": True} if state.stopped == "time" else {}),
             "train_seconds": training["train_seconds"],
             **{f"test_{k}": round(v, 4) for k, v in metrics["test"].items() if k in ("NDCG@10", "Recall@10", "Recall@20")}}
+
+
+def user_folds(num_users: int, k: int, seed: int) -> np.ndarray:
+    """The fold (0..k-1) of every user: a fixed random split of the users into k near-equal parts."""
+    fold = np.empty(num_users, dtype=np.int64)
+    fold[np.random.default_rng([int(seed), 7]).permutation(num_users)] = np.arange(num_users) % k
+    return fold
+
+
+def crossfit_train_candidates(cfg: Config, ds: Dataset, out: Path, device: str, users: np.ndarray,
+                              histories: list, targets: np.ndarray) -> tuple[dict[str, np.ndarray], dict]:
+    """``retrieval.train_candidates_folds``: every fold's training prefixes ranked by a retriever trained on the
+    other folds' users only (same settings, seed + 1 + fold; early stopping on those users' validation items).
+    Checkpoints in ``out/checkpoints_fold<k>``, so an interrupted stage resumes."""
+    rc, k = cfg.retrieval, cfg.retrieval.train_candidates_folds
+    fold = user_folds(ds.num_users, k, cfg.seed)
+    train, (valid_h, valid_t) = ds.train_sequences(), split_histories(ds, "valid")
+    width = min(rc.num_candidates, ds.num_items)
+    res = {"rank": np.empty(len(users), np.int64), "candidates": np.empty((len(users), width), np.int32),
+           "scores": np.empty((len(users), width), np.float32), "target_rank": np.empty(len(users), np.int32)}
+    info = {}
+    for f in range(k):
+        keep = np.flatnonzero(fold != f)
+        seed_everything(cfg.seed + 1 + f)
+        model = build_model(rc, ds.num_items)
+        windows = training_windows([train[u] for u in keep], rc.max_len, rc.first_target and rc.model != "bert4rec")
+        log.info("retrieval: fold %d of %d: a retriever on %d users lists the other %d users' training prefixes",
+                 f + 1, k, len(keep), ds.num_users - len(keep))
+        trainer = Trainer(model, rc, out / f"checkpoints_fold{f}", device=device, seed=cfg.seed + 1 + f)
+        state = trainer.fit(windows, [valid_h[u] for u in keep], valid_t[keep])
+        model = trainer.load_best().eval()
+        rows = np.flatnonzero(fold[users] == f)
+        got = rank_next_items(model, [histories[i] for i in rows], targets[rows], rc.max_len, k=rc.num_candidates,
+                              batch_size=rc.eval_batch_size, device=device, desc=f"candidates train, fold {f + 1}")
+        for key, arr in res.items():
+            arr[rows] = got[key]
+        info[str(f)] = {"train_users": len(keep), "prefixes": len(rows), "epochs": state.epoch,
+                        "best_epoch": state.best_epoch, f"best_valid_{rc.best_metric}": state.best,
+                        "stopped": state.stopped, "coverage": float((got["target_rank"] >= 0).mean())}
+    return res, info
 
 
 STAGE = Stage(
