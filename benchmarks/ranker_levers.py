@@ -132,7 +132,9 @@ def main() -> int:
     base = REPO / "runs" / "bench-levers"
     common = ["ranker.baseline=false", f"ranker.max_steps={args.steps}", f"ranker.eval_every={args.eval_every}",
               f"ranker.eval_users={args.eval_users}", f"ranker.batch_size={args.batch_size}", "ranker.patience=0",
-              "ranker.num_threads=1", "retrieval.train_candidates=true", *args.overrides]
+              "ranker.num_threads=1", "retrieval.train_candidates=true",
+              "ranker.index_token_grad=all",  # the table's recipe, whatever the sample preset trains with
+              *args.overrides]
     levers = {k: v for k, v in LEVERS.items() if not args.only or any(k.startswith(o) for o in args.only)}
     load_before = os.getloadavg()
     queue, running, wall = [kv for kv in levers.items() if not (base / slug(kv[0]) / "valid_ranks.json").exists()], {}, {}
