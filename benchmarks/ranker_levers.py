@@ -54,6 +54,9 @@ LEVERS = {
     "retriever order + skip, distillation from the retriever's scores (weight 1, T 1)": [
         "tasks.train_candidates=retriever", "tasks.shuffle_candidates=false", "tasks.missing_target=skip",
         "ranker.distill_weight=1.0"],
+    "retriever order + skip + distillation, next-item task only (weight 1, T 1)": [
+        "tasks.train_candidates=retriever", "tasks.shuffle_candidates=false", "tasks.missing_target=skip",
+        "tasks.enabled=[next_item]", "ranker.distill_weight=1.0"],
     # exposure: the retriever that lists the training prefixes was trained on them (Beauty: the target in the
     # top-20 for 52 % of training prefixes vs 13 % of test users); cross-fitted lists come from retrievers that
     # never saw the user (retrieval.train_candidates_folds), validation/test candidates unchanged
@@ -135,6 +138,9 @@ def main() -> int:
               "ranker.num_threads=1", "retrieval.train_candidates=true",
               "ranker.index_token_grad=all",  # the table's recipe, whatever the sample preset trains with
               *args.overrides]
+    slugs = [slug(k) for k in LEVERS]
+    if len(set(slugs)) != len(slugs):  # a run directory per lever: two names must not share one
+        raise SystemExit(f"two levers share a run directory name: {sorted(x for x in slugs if slugs.count(x) > 1)}")
     levers = {k: v for k, v in LEVERS.items() if not args.only or any(k.startswith(o) for o in args.only)}
     load_before = os.getloadavg()
     queue, running, wall = [kv for kv in levers.items() if not (base / slug(kv[0]) / "valid_ranks.json").exists()], {}, {}
