@@ -315,7 +315,7 @@ def markdown(r: dict) -> str:
              "|---|---|---|---|---|---|---|---|---|"]
     z = r["zero_shot_vs_retriever"]
     lines.append(f"| zero-shot: the untuned LM (ULMRec prompt) | - | {r['zero_shot_valid']['NDCG@10']:.4f} | | | "
-                 f"{z['mean']:+.4f} [{z['lo']:+.4f}, {z['hi']:+.4f}] | 0 | |")
+                 f"{z['mean']:+.4f} [{z['lo']:+.4f}, {z['hi']:+.4f}] | | 0 | |")
 
     def ci(x: dict | None) -> str:
         return "" if x is None else f"{x['mean']:+.4f} [{x['lo']:+.4f}, {x['hi']:+.4f}]"
