@@ -98,30 +98,29 @@ def _plot(result: dict, path: Path) -> None:
     tmp.replace(path)
 
 
+def _curve_table(r: dict, new: str, ref: str, side: str) -> list[str]:
+    """The paired table of one comparison (``new`` - ``ref`` at every validation) and its verdict line."""
+    lines = [f"| step | {ref} NDCG@10 | {new} NDCG@10 | {new} - {ref} [95 % CI] |", "|---|---|---|---|"]
+    for p in r["paired"]:
+        lines.append(f"| {p['step']} | {p[ref]:.4f} | {p[new]:.4f} | {p['diff']:+.4f} [{p['lo']:+.4f}, {p['hi']:+.4f}] |")
+    return [*lines, "", "Every interval contains 0: " + ("yes" if r["all_intervals_contain_0"] else "**no**") +
+            f". {r['paired'][0]['users']} validation users. Curves: ranker_equivalence.png ({side})."]
+
+
 def markdown(r: dict) -> str:
     lines = [f"# Speed levers vs what is learned: {r['steps']} steps, same seed, same validation users", "",
              f"Training time (one core each, side by side with the other lever runs): today "
              f"{r['train_seconds']['today']} s ({r['seconds_per_step']['today']} s/step), fast "
              f"{r['train_seconds']['fast']} s ({r['seconds_per_step']['fast']} s/step). Runs: "
              f"`{r['runs']['today']}`, `{r['runs']['fast']}` (benchmarks/ranker_levers.py).", "",
-             "| step | today NDCG@10 | fast NDCG@10 | fast - today [95 % CI] |", "|---|---|---|---|"]
-    for p in r["paired"]:
-        lines.append(f"| {p['step']} | {p['today']:.4f} | {p['fast']:.4f} | {p['diff']:+.4f} "
-                     f"[{p['lo']:+.4f}, {p['hi']:+.4f}] |")
-    lines += ["", "Every interval contains 0: " + ("yes" if r["all_intervals_contain_0"] else "**no**") +
-              f". {r['paired'][0]['users']} validation users. Curves: ranker_equivalence.png (left)."]
+             *_curve_table(r, "fast", "today", "left")]
     g = r.get("index_token_grad")
     if g:
         lines += ["", "## ranker.index_token_grad: non_ranking vs all (retriever order + skip)", "",
                   f"Training time: all {g['train_seconds']['all']} s ({g['seconds_per_step']['all']} s/step), "
                   f"non_ranking {g['train_seconds']['non_ranking']} s ({g['seconds_per_step']['non_ranking']} s/step). "
                   f"Runs: `{g['runs']['all']}`, `{g['runs']['non_ranking']}`.", "",
-                  "| step | all NDCG@10 | non_ranking NDCG@10 | non_ranking - all [95 % CI] |", "|---|---|---|---|"]
-        for p in g["paired"]:
-            lines.append(f"| {p['step']} | {p['all']:.4f} | {p['non_ranking']:.4f} | {p['diff']:+.4f} "
-                         f"[{p['lo']:+.4f}, {p['hi']:+.4f}] |")
-        lines += ["", "Every interval contains 0: " + ("yes" if g["all_intervals_contain_0"] else "**no**") +
-                  f". {g['paired'][0]['users']} validation users. Curves: ranker_equivalence.png (right)."]
+                  *_curve_table(g, "non_ranking", "all", "right")]
     return "\n".join(lines)
 
 

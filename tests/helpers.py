@@ -126,3 +126,19 @@ def next_item_sample(user: int, n: int = 5, target: int = 2, index: str = "<a_1>
 def text_sample(user: int, task: str = "index_to_preference") -> Sample:
     return Sample(task=task, user_idx=user, instruction="Given the user index, predict the preference.",
                   input="User ID: <a_1> <b_2>", response="The user prefers natural skin care.")
+
+
+def load_benchmark(name: str):
+    """The module of ``benchmarks/<name>.py`` (its directory on the path while it loads, for ``_common``)."""
+    import importlib.util
+    import sys
+
+    bench = Path(__file__).resolve().parents[1] / "benchmarks"
+    sys.path.insert(0, str(bench))
+    try:
+        spec = importlib.util.spec_from_file_location(name, bench / f"{name}.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
+    finally:
+        sys.path.remove(str(bench))

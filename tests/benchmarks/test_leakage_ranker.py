@@ -2,29 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from helpers import load_benchmark
 from ulmrec.io import write_json
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def _module():
-    import sys
-
-    sys.path.insert(0, str(REPO / "benchmarks"))  # the script imports its sibling _common
-    try:
-        spec = importlib.util.spec_from_file_location("leakage_ranker", REPO / "benchmarks" / "leakage_ranker.py")
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        return mod
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
+    return load_benchmark("leakage_ranker")
 
 
 def _arm(root: Path, name: str, users, cols: dict) -> Path:

@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[2]
+from helpers import load_benchmark
 
 
 def _module():
-    sys.path.insert(0, str(REPO / "benchmarks"))  # the script imports its sibling _common
-    try:
-        spec = importlib.util.spec_from_file_location("ranker_levers", REPO / "benchmarks" / "ranker_levers.py")
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        return mod
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
+    return load_benchmark("ranker_levers")
 
 
 def _scored(lm: np.ndarray, retr: np.ndarray, targets: np.ndarray) -> dict:
