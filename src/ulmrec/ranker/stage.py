@@ -44,6 +44,10 @@ def check_settings(cfg: Config) -> str:
     if cfg.tasks.num_candidates > cfg.retrieval.num_candidates:
         raise ConfigError(f"tasks.num_candidates={cfg.tasks.num_candidates} letters but only "
                           f"{cfg.retrieval.num_candidates} retrieved candidates")
+    if cfg.ranker.distill_weight and cfg.tasks.train_candidates not in RETRIEVER_MODES:
+        raise ConfigError(f"ranker.distill_weight={cfg.ranker.distill_weight} distils the retriever's scores of the "
+                          f"training candidates, but tasks.train_candidates={cfg.tasks.train_candidates} does not read "
+                          "them; set tasks.train_candidates=retriever (or retriever_shuffled) or ranker.distill_weight=0")
     path, _ = resolve_model(cfg.ranker)
     context = model_context_length(path)
     if context and cfg.ranker.max_length > context:
