@@ -57,6 +57,13 @@ LEVERS = {
     "retriever order + skip + distillation, next-item task only (weight 1, T 1)": [
         "tasks.train_candidates=retriever", "tasks.shuffle_candidates=false", "tasks.missing_target=skip",
         "tasks.enabled=[next_item]", "ranker.distill_weight=1.0"],
+    # capacity: LoRA on every linear map of the top 8 layers, or on q/v of all 30 layers
+    "retriever order + skip, LoRA on all 7 linear maps (top 8 layers)": [
+        "tasks.train_candidates=retriever", "tasks.shuffle_candidates=false", "tasks.missing_target=skip",
+        "ranker.lora_targets=[q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj]"],
+    "retriever order + skip, LoRA on q/v of all 30 layers": [
+        "tasks.train_candidates=retriever", "tasks.shuffle_candidates=false", "tasks.missing_target=skip",
+        "ranker.lora_layers=0"],
     # exposure: the retriever that lists the training prefixes was trained on them (Beauty: the target in the
     # top-20 for 52 % of training prefixes vs 13 % of test users); cross-fitted lists come from retrievers that
     # never saw the user (retrieval.train_candidates_folds), validation/test candidates unchanged
