@@ -257,16 +257,8 @@ def fusion_row(scored: dict, retriever_ranks: list[int]) -> dict:
     perm = np.random.default_rng(0).permutation(len(t))
     pick, held = np.sort(perm[: len(t) // 2]), np.sort(perm[len(t) // 2:])
     w, _ = choose_fusion_weight(lm[pick], retr[pick], t[pick])
-    fused = fuse(lm[held], retr[held], w)
-    valid = np.isfinite(fused)
-    import torch
-
-    def ranks_of(x):
-        return target_rank(torch.as_tensor(np.where(valid, x, np.finfo(np.float32).min)), torch.as_tensor(t[held]),
-                           torch.as_tensor(valid)).numpy()
-
-    fused_r, retr_r = ranks_of(fused), np.asarray(retriever_ranks)[held]
-    d = paired_bootstrap(fused_r, retr_r, metrics=("NDCG@10",), seed=0)["NDCG@10"]
+    fused_r = target_rank(fuse(lm[held], retr[held], w), t[held], np.isfinite(lm[held])).numpy()
+    d = paired_bootstrap(fused_r, np.asarray(retriever_ranks)[held], metrics=("NDCG@10",), seed=0)["NDCG@10"]
     return {"weight": w, "choose_users": len(pick), "report_users": len(held), "vs_retriever": d}
 
 

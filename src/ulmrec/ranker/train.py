@@ -358,8 +358,9 @@ def train_ranker(model, tokenizer, train_samples: list[Sample], valid_samples: l
     world, rank = accelerator.num_processes, accelerator.process_index
     gather = world == 1  # the hidden-state gather bypasses the (DDP-)wrapped forward; see response_loss
     n_letters = max((e.n_candidates for e in encoded), default=0)
-    letter_ids = letter_token_ids(tokenizer, n_letters) if cfg.next_item_loss == "listwise" and n_letters else None
-    distill_letters = letter_token_ids(tokenizer, n_letters) if cfg.distill_weight and n_letters else None
+    letters = letter_token_ids(tokenizer, n_letters) if n_letters else None
+    letter_ids = letters if cfg.next_item_loss == "listwise" else None
+    distill_letters = letters if cfg.distill_weight else None
 
     def evaluate_and_checkpoint() -> None:
         metrics = _validate(accelerator, model, tokenizer, valid_samples, valid_prompts, cfg) if valid_samples else {}

@@ -66,15 +66,9 @@ def _build(cfg: Config, run_dir: Path, out: Path) -> dict:
         raise DataError(f"{len(short)} user(s) have fewer than 3 interactions (one training item, the validation "
                         f"and the test item are needed), e.g. user_idx {short[0]}",
                         art.INTERACTIONS.path(run_dir), field="user_idx")
-    model = build_model(rc, ds.num_items)
-    windows = training_windows(ds.train_sequences(), rc.max_len, rc.first_target and rc.model != "bert4rec")
     valid_h, valid_t = split_histories(ds, "valid")
-    log.info("retrieval: %s on %d users, %d items, %d training windows, device %s", rc.model, ds.num_users,
-             ds.num_items, len(windows), device)
-
-    trainer = Trainer(model, rc, out / "checkpoints", device=device, seed=cfg.seed)
-    state = trainer.fit(windows, valid_h, valid_t)
-    model = trainer.load_best().eval()
+    model, state = fit_retriever(rc, ds.num_items, ds.train_sequences(), valid_h, valid_t, out / "checkpoints",
+                                 device, cfg.seed, f"retrieval: {rc.model} on {ds.num_users} users, {ds.num_items} items")
     training = {"epochs": state.epoch, "steps": state.step, "best_epoch": state.best_epoch,
                 f"best_valid_{rc.best_metric}": state.best, "stopped": state.stopped,
                 "train_seconds": round(state.seconds, 1), "cut_by_wall_clock": state.stopped == "time",
@@ -91,8 +85,7 @@ def _build(cfg: Config, run_dir: Path, out: Path) -> dict:
     for split in ("valid", "test"):
         t0 = time.time()
         histories, targets = split_histories(ds, split)
-        res = rank_next_items(model, histories, targets, rc.max_len, k=rc.num_candidates,
-                              batch_size=rc.eval_batch_size, device=device, desc=f"candidates {split}")
+        res = _rank(model, rc, histories, targets, device, f"candidates {split}")
         write_parquet(out / art.candidates(split).name,
                       candidates_frame(range(ds.num_users), res, targets))
         metrics[split] = full_ranking_metrics(res["rank"], sorted({*rc.metric_ks, rc.num_candidates}))
@@ -106,8 +99,7 @@ def _build(cfg: Config, run_dir: Path, out: Path) -> dict:
         if rc.train_candidates_folds > 1:
             res, folds = crossfit_train_candidates(cfg, ds, out, device, users, histories, targets)
         else:
-            res = rank_next_items(model, histories, targets, rc.max_len, k=rc.num_candidates,
-                                  batch_size=rc.eval_batch_size, device=device, desc="candidates train")
+            res = _rank(model, rc, histories, targets, device, "candidates train")
         write_parquet(out / art.candidates("train").name, candidates_frame(users, res, targets, positions))
         metrics["train"] = {"prefixes": len(users), "coverage": float((res["target_rank"] >= 0).mean()),
                             "target_first": float((res["target_rank"] == 0).mean()),
@@ -124,6 +116,23 @@ def _build(cfg: Config, run_dir: Path, out: Path) -> dict:
             **({"cut_by_wall_clock": True} if state.stopped == "time" else {}),
             "train_seconds": training["train_seconds"],
             **{f"test_{k}": round(v, 4) for k, v in metrics["test"].items() if k in ("NDCG@10", "Recall@10", "Recall@20")}}
+
+
+def fit_retriever(rc, num_items: int, sequences, valid_h, valid_t, ckpt: Path, device: str, seed: int,
+                  label: str):
+    """A fresh ``rc.model`` trained on ``sequences`` with early stopping on ``(valid_h, valid_t)``, checkpoints
+    (and resume) in ``ckpt``: (the best model in eval mode, the trainer's state)."""
+    model = build_model(rc, num_items)
+    windows = training_windows(sequences, rc.max_len, rc.first_target and rc.model != "bert4rec")
+    log.info("%s, %d training windows, device %s", label, len(windows), device)
+    trainer = Trainer(model, rc, ckpt, device=device, seed=seed)
+    state = trainer.fit(windows, valid_h, valid_t)
+    return trainer.load_best().eval(), state
+
+
+def _rank(model, rc, histories, targets, device: str, desc: str) -> dict[str, np.ndarray]:
+    return rank_next_items(model, histories, targets, rc.max_len, k=rc.num_candidates, batch_size=rc.eval_batch_size,
+                           device=device, desc=desc)
 
 
 def user_folds(num_users: int, k: int, seed: int) -> np.ndarray:
@@ -148,16 +157,12 @@ def crossfit_train_candidates(cfg: Config, ds: Dataset, out: Path, device: str, 
     for f in range(k):
         keep = np.flatnonzero(fold != f)
         seed_everything(cfg.seed + 1 + f)
-        model = build_model(rc, ds.num_items)
-        windows = training_windows([train[u] for u in keep], rc.max_len, rc.first_target and rc.model != "bert4rec")
-        log.info("retrieval: fold %d of %d: a retriever on %d users lists the other %d users' training prefixes",
-                 f + 1, k, len(keep), ds.num_users - len(keep))
-        trainer = Trainer(model, rc, out / f"checkpoints_fold{f}", device=device, seed=cfg.seed + 1 + f)
-        state = trainer.fit(windows, [valid_h[u] for u in keep], valid_t[keep])
-        model = trainer.load_best().eval()
+        model, state = fit_retriever(rc, ds.num_items, [train[u] for u in keep], [valid_h[u] for u in keep],
+                                     valid_t[keep], out / f"checkpoints_fold{f}", device, cfg.seed + 1 + f,
+                                     f"retrieval: fold {f + 1} of {k}: a retriever on {len(keep)} users lists the "
+                                     f"other {ds.num_users - len(keep)} users' training prefixes")
         rows = np.flatnonzero(fold[users] == f)
-        got = rank_next_items(model, [histories[i] for i in rows], targets[rows], rc.max_len, k=rc.num_candidates,
-                              batch_size=rc.eval_batch_size, device=device, desc=f"candidates train, fold {f + 1}")
+        got = _rank(model, rc, [histories[i] for i in rows], targets[rows], device, f"candidates train, fold {f + 1}")
         for key, arr in res.items():
             arr[rows] = got[key]
         info[str(f)] = {"train_users": len(keep), "prefixes": len(rows), "epochs": state.epoch,
