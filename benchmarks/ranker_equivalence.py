@@ -121,6 +121,8 @@ def markdown(r: dict) -> str:
                   f"non_ranking {g['train_seconds']['non_ranking']} s ({g['seconds_per_step']['non_ranking']} s/step). "
                   f"Runs: `{g['runs']['all']}`, `{g['runs']['non_ranking']}`.", "",
                   *_curve_table(g, "non_ranking", "all", "right")]
+    lines += ["", "Preferences in the ULMRec prompts: the shipped GPT-3.5 sentences of the sample (they see the "
+              "validation and test period; benchmarks/results/leakage_beauty.md)."]
     return "\n".join(lines)
 
 
