@@ -79,19 +79,21 @@ LEVERS = {
 
 #: The recipe the later levers vary one setting of (retriever order + skip); they also get a paired column against it.
 SKIP_RECIPE = "retriever order, only prefixes whose list holds the target"
+#: Where the levers' run directories live (``--runs`` puts another budget's adapters elsewhere).
+RUNS = REPO / "runs" / "bench-levers"
 
 
 def slug(name: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")[:40]
 
 
-def one(name: str, source: str, overrides: list[str]) -> int:
+def one(name: str, source: str, overrides: list[str], base: Path = RUNS) -> int:
     """Train one lever (``ulmrec train``, skipped when current) and save its validation ranks."""
     from ulmrec.config import load_config
     from ulmrec.io import write_json
     from ulmrec.pipeline import get_stage, run_stage
 
-    run_dir = REPO / "runs" / "bench-levers" / slug(name)
+    run_dir = base / slug(name)
     over = [f"run_dir={run_dir}", *overrides]
     t0 = time.time()
     if any(o.startswith("retrieval.") and o != "retrieval.train_candidates=true" for o in overrides):
@@ -106,12 +108,12 @@ def one(name: str, source: str, overrides: list[str]) -> int:
     return 0
 
 
-def rescore(name: str, overrides: list[str]) -> int:
+def rescore(name: str, overrides: list[str], base: Path = RUNS) -> int:
     """Score a finished lever's adapter again and add its letter scores to valid_ranks.json (levers scored
     before the fusion column saved ranks only)."""
     from ulmrec.io import write_json
 
-    run_dir = REPO / "runs" / "bench-levers" / slug(name)
+    run_dir = base / slug(name)
     saved = json.loads((run_dir / "valid_ranks.json").read_text())
     ranks, info = score_valid(run_dir, overrides)
     if ranks != saved["ranks"]:
@@ -121,11 +123,13 @@ def rescore(name: str, overrides: list[str]) -> int:
 
 
 def main() -> int:
+    head = sys.argv[:sys.argv.index("--")] if "--" in sys.argv else sys.argv
+    runs = Path(head[head.index("--runs") + 1]) if "--runs" in head else RUNS
     if len(sys.argv) > 2 and sys.argv[1] == "--rescore":
-        return rescore(sys.argv[2], sys.argv[sys.argv.index("--") + 1:])
+        return rescore(sys.argv[2], sys.argv[sys.argv.index("--") + 1:], runs)
     if len(sys.argv) > 2 and sys.argv[1] == "--one":
         rest = sys.argv[sys.argv.index("--") + 1:]
-        return one(sys.argv[2], sys.argv[sys.argv.index("--source") + 1], rest)
+        return one(sys.argv[2], sys.argv[sys.argv.index("--source") + 1], rest, runs)
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--source", required=True)
     ap.add_argument("--steps", type=int, default=300)
@@ -137,9 +141,11 @@ def main() -> int:
     ap.add_argument("--no-report", action="store_true", help="train and score only (another call reports)")
     ap.add_argument("--rescore", action="store_true",
                     help="first score the selected levers saved without letter scores again (the fusion column)")
+    ap.add_argument("--runs", type=Path, default=RUNS, help="the levers' run directories (default runs/bench-levers)")
+    ap.add_argument("--out", default="ranker_levers", help="results name under benchmarks/results/")
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
-    base = REPO / "runs" / "bench-levers"
+    base = args.runs.resolve()
     common = ["ranker.baseline=false", f"ranker.max_steps={args.steps}", f"ranker.eval_every={args.eval_every}",
               f"ranker.eval_users={args.eval_users}", f"ranker.batch_size={args.batch_size}", "ranker.patience=0",
               "ranker.num_threads=1", "retrieval.train_candidates=true",
@@ -164,7 +170,7 @@ def main() -> int:
                         shutil.copytree(Path(args.source) / sub, run_dir / sub)
             core = free.pop(0)
             cmd = ["taskset", "-c", str(core), sys.executable, str(Path(__file__).resolve()), "--one", name,
-                   "--source", args.source, "--", *common, *over]
+                   "--source", args.source, "--runs", str(base), "--", *common, *over]
             log = open(base / f"{slug(name)}.log", "w")  # noqa: SIM115
             running[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO), time.time(), core)
         time.sleep(5)
@@ -181,7 +187,7 @@ def main() -> int:
         for name, over in levers.items():
             if "scores" not in json.loads((base / slug(name) / "valid_ranks.json").read_text()):
                 cmd = ["taskset", "-c", str(args.cores[0]), sys.executable, str(Path(__file__).resolve()),
-                       "--rescore", name, "--", *common, *over]
+                       "--rescore", name, "--runs", str(base), "--", *common, *over]
                 subprocess.run(cmd, check=True, cwd=REPO)
     if args.no_report:
         return 0
@@ -238,7 +244,7 @@ def main() -> int:
         if skip and name != skip:
             row["vs_skip"] = paired_bootstrap(ranks[name], ranks[skip], metrics=("NDCG@10",), seed=0)["NDCG@10"]
             result["paired"][f"{name} - {skip}"] = {"NDCG@10": row["vs_skip"]}
-    save("ranker_levers", result, markdown(result))
+    save(args.out, result, markdown(result))
     return 0
 
 
