@@ -143,6 +143,12 @@ def main() -> int:
                     help="first score the selected levers saved without letter scores again (the fusion column)")
     ap.add_argument("--runs", type=Path, default=RUNS, help="the levers' run directories (default runs/bench-levers)")
     ap.add_argument("--out", default="ranker_levers", help="results name under benchmarks/results/")
+    ap.add_argument("--compare", type=Path, default=None,
+                    help="another --runs directory (e.g. a shorter budget): each lever found there too is paired "
+                         "against itself on the same validation users")
+    ap.add_argument("--stopped", nargs="*", default=[],
+                    help="levers (name prefixes) stopped before their last step: never retrained, reported by their "
+                         "selection curve only")
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
     base = args.runs.resolve()
@@ -156,7 +162,9 @@ def main() -> int:
         raise SystemExit(f"two levers share a run directory name: {sorted(x for x in slugs if slugs.count(x) > 1)}")
     levers = {k: v for k, v in LEVERS.items() if not args.only or any(k.startswith(o) for o in args.only)}
     load_before = os.getloadavg()
-    queue, running, wall = [kv for kv in levers.items() if not (base / slug(kv[0]) / "valid_ranks.json").exists()], {}, {}
+    stopped = [k for k in levers if any(k.startswith(o) for o in args.stopped)]
+    queue = [kv for kv in levers.items() if kv[0] not in stopped and not (base / slug(kv[0]) / "valid_ranks.json").exists()]
+    running, wall = {}, {}
     free = list(args.cores)
     while queue or running:
         while queue and free:
@@ -192,7 +200,9 @@ def main() -> int:
     if args.no_report:
         return 0
     result = {**header(), "source": args.source, "common_overrides": common, "levers": levers,
-              "loadavg_before": load_before, "rows": {}}
+              "loadavg_before": load_before, "rows": {},
+              "stopped": {name: stopped_curve(base / slug(name)) for name in stopped}}
+    levers = {k: v for k, v in levers.items() if k not in stopped}  # the table: finished levers only
     ranks = {}
     for name in levers:
         saved = json.loads((base / slug(name) / "valid_ranks.json").read_text())
@@ -241,6 +251,13 @@ def main() -> int:
         row["vs_reference"] = paired_bootstrap(ranks[name], ranks[ref], metrics=("NDCG@10",), seed=0)["NDCG@10"]
         result["paired"][f"{name} - Retriever order"] = {"NDCG@10": row["vs_retriever"]}
         result["paired"][f"{name} - {ref}"] = {"NDCG@10": row["vs_reference"]}
+        other = args.compare / slug(name) / "valid_ranks.json" if args.compare else None
+        if other and other.exists():
+            theirs = json.loads(other.read_text())
+            row["vs_compare"] = {**paired_bootstrap(ranks[name], theirs["ranks"], metrics=("NDCG@10",), seed=0)["NDCG@10"],
+                                 "runs": str(args.compare), "their_best_step": theirs["best_step"],
+                                 "their_NDCG@10": theirs["valid"]["NDCG@10"]}
+            result["paired"][f"{name} - the same lever in {args.compare}"] = {"NDCG@10": row["vs_compare"]}
         if skip and name != skip:
             row["vs_skip"] = paired_bootstrap(ranks[name], ranks[skip], metrics=("NDCG@10",), seed=0)["NDCG@10"]
             result["paired"][f"{name} - {skip}"] = {"NDCG@10": row["vs_skip"]}
@@ -308,9 +325,22 @@ def score_valid(run_dir: Path, overrides: list[str]) -> tuple[list[int], dict]:
     return r.tolist(), info
 
 
+def stopped_curve(run_dir: Path) -> dict:
+    """A lever stopped before its last step: its selection-user NDCG@10 at every validation so far (step 0 =
+    the untuned LM) and the last step it trained, from the unfinished stage's log."""
+    log = run_dir / ".ranker.partial" / "train_log.jsonl"
+    if not log.exists():
+        raise SystemExit(f"{run_dir}: no unfinished ranker stage to report (expected {log})")
+    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    evals = [[r["step"], r["valid"]["NDCG@10"]] for r in rows if r.get("event") == "eval"]
+    return {"evals": evals, "selection_users": next(r["valid"]["users"] for r in rows if r.get("event") == "eval"),
+            "last_step": max(r["step"] for r in rows)}
+
+
 def markdown(r: dict) -> str:
     rv = r["retriever_valid"]
-    lines = ["# Ranker levers on validation users (ULMRec, SmolLM2-135M, the Beauty sample)", "",
+    steps = next((o.split("=", 1)[1] for o in r["common_overrides"] if o.startswith("ranker.max_steps=")), "?")
+    lines = [f"# Ranker levers on validation users (ULMRec, SmolLM2-135M, the Beauty sample, {steps} steps)", "",
              f"Every row: same seed and budget ({', '.join(r['common_overrides'])}); the adapter selected on the "
              "selection users (step 0 included) scored on every validation Rank user "
              f"({next(iter(r['rows'].values()))['valid_users']}). Retriever order on the same users: NDCG@10 "
@@ -339,6 +369,16 @@ def markdown(r: dict) -> str:
               "Fused column: letter log-probability + w x the retriever's score (the evaluate stage's \"ULMRec + "
               "retriever\"), w chosen on a fixed random half of the validation users, the paired difference to "
               "the retriever's order on the other half."]
+    for name, row in r["rows"].items():
+        if "vs_compare" in row:
+            c = row["vs_compare"]
+            lines += ["", f"{name}: minus the same lever in {c['runs']} (best step {c['their_best_step']}, NDCG@10 "
+                      f"{c['their_NDCG@10']:.4f}), same users: {ci(c)}."]
+    for name, st in r.get("stopped", {}).items():
+        curve = ", ".join(f"{step}: {v:.3f}" for step, v in st["evals"])
+        lines += ["", f"Stopped at step {st['last_step']} (not in the table, never scored on all validation users): "
+                  f"{name}. NDCG@10 on the {st['selection_users']} selection users by step (step 0 = the untuned "
+                  f"LM): {curve}."]
     return "\n".join(lines)
 
 

@@ -32,3 +32,21 @@ def test_fusion_row_halves_the_users_and_pairs_against_the_retriever():
     noise = np.zeros((n, c))
     row = mod.fusion_row(_scored(noise, retr, targets), retr_ranks.tolist())
     assert row["weight"] > 0 and abs(row["vs_retriever"]["mean"]) < 1e-9
+
+
+def test_stopped_curve_reads_the_unfinished_stage_log(tmp_path):
+    import json
+
+    import pytest
+
+    mod = _module()
+    log = tmp_path / ".ranker.partial" / "train_log.jsonl"
+    log.parent.mkdir()
+    rows = [{"event": "eval", "step": 0, "valid": {"NDCG@10": 0.28, "users": 100}},
+            {"event": "train", "step": 10, "loss": 2.0},
+            {"event": "eval", "step": 150, "valid": {"NDCG@10": 0.19, "users": 100}},
+            {"event": "train", "step": 160, "loss": 1.9}]
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert mod.stopped_curve(tmp_path) == {"evals": [[0, 0.28], [150, 0.19]], "selection_users": 100, "last_step": 160}
+    with pytest.raises(SystemExit, match="no unfinished ranker stage"):
+        mod.stopped_curve(tmp_path / "missing")
