@@ -1,0 +1,70 @@
+"""benchmarks/ranker_permutations.py: letter scores of shown orders averaged back onto the candidates."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from helpers import load_benchmark
+
+
+def _module():
+    return load_benchmark("ranker_permutations")
+
+
+def _shown(per_item: np.ndarray, per_letter: np.ndarray, perm: np.ndarray) -> np.ndarray:
+    """Scores of a model that adds a per-candidate (content) and a per-letter (position) term."""
+    return per_item[np.arange(len(perm))[:, None], perm] + per_letter[None, :]
+
+
+def test_log_softmax_rows_keeps_missing_candidates_out():
+    mod = _module()
+    s = np.array([[1.0, 2.0, -np.inf], [0.0, 0.0, 0.0]])
+    out = mod.log_softmax_rows(s)
+    assert np.isneginf(out[0, 2])
+    np.testing.assert_allclose(np.exp(out[0, :2]).sum(), 1.0)
+    np.testing.assert_allclose(out[1], np.log(np.full(3, 1 / 3)))
+
+
+def test_average_orders_maps_scores_back_and_cancels_a_position_prior():
+    mod = _module()
+    rng = np.random.default_rng(0)
+    n, c = 30, 5
+    content = rng.normal(size=(n, c))
+    prior = np.array([4.0, 2.0, 1.0, 0.5, 0.0])  # letter A strongly preferred
+    # every cyclic shift once: each candidate is shown at every letter, so the letter term cancels exactly
+    perms = [np.tile(np.roll(np.arange(c), k), (n, 1)) for k in range(c)]
+    shown = [_shown(content, prior, p) for p in perms]
+    avg = mod.average_orders(shown, perms)
+    # what is left orders the candidates by their content term alone
+    np.testing.assert_array_equal(np.argsort(-avg, axis=1), np.argsort(-content, axis=1))
+    # one order (the identity) keeps the prior: candidate 0 wins far more often than its content says
+    one = mod.log_softmax_rows(shown[0])
+    assert (one.argmax(1) == 0).mean() > (content.argmax(1) == 0).mean()
+    # a content-only model is left as it is (up to the log-softmax's per-row constant)
+    flat = [_shown(content, np.zeros(c), p) for p in perms]
+    np.testing.assert_allclose(mod.average_orders(flat, perms), mod.log_softmax_rows(content), atol=1e-12)
+
+
+def test_analyse_pairs_every_row_on_the_same_users():
+    mod = _module()
+    rng = np.random.default_rng(2)
+    n, c = 120, 20
+    targets = rng.integers(0, c, n)
+    retr = np.sort(rng.random((n, c)), axis=1)[:, ::-1].copy()
+    content = np.full((n, c), -3.0)
+    content[np.arange(n), targets] = 3.0  # the LM's content term knows the answer
+    prior = np.linspace(6.0, 0.0, c)  # and a strong position prior that hides it in one order
+    perms = [np.tile(np.arange(c), (n, 1))] + [np.stack([rng.permutation(c) for _ in range(n)]) for _ in range(3)]
+    shown = [_shown(content, prior, p) for p in perms]
+    saved = {"shown": [s.tolist() for s in shown], "perms": [p.tolist() for p in perms], "targets": targets.tolist(),
+             "retriever_scores": retr.tolist(), "best_step": 0}
+    out = mod.analyse(saved)
+    mean, one = out["mean of 4 orders"], out["one order"]
+    assert out["users"] == n and mean["fused"]["held_users"] == n // 2
+    assert mean["valid"]["NDCG@10"] > one["valid"]["NDCG@10"]
+    assert mean["vs_retriever"]["lo"] > 0 and out["mean_vs_one"]["lo"] > 0
+    assert one["top1_A"] > mean["top1_A"]
+    # the random-order reference: every rank equally likely, i.e. the mean NDCG@10 of ranks 0..C-1 once each
+    from ulmrec.metrics import metrics_from_ranks
+
+    assert abs(out["random_order_NDCG@10"] - metrics_from_ranks(np.arange(c), (10,))["NDCG@10"]) < 1e-12
