@@ -333,11 +333,11 @@ def main() -> int:
                     help="recompute the derived fields (speed-ups of the default rows) and the Markdown from the saved JSON")
     args = ap.parse_args()
     if args.render:
+        import datetime
+
         from _common import RESULTS
 
         from ulmrec.io import read_json
-
-        import datetime
 
         result = read_json(RESULTS / "ranker_speed.json")
         derive(result)
@@ -396,8 +396,41 @@ def derive(result: dict) -> None:
     # the same path with the paper's index-token gradient (the global default): reported beside it
     result["speedup_train_paper_index_grad"] = result["train"][PAPER_INDEX_TRAIN]["speedup"]
     result.pop("speedup_train_index_token_grad_non_ranking", None)  # older files: now speedup_train itself
+    result["paired"] = quality_intervals()
     a, b = result["score"][today_s]["top1"], result["score"][fast_s]["top1"]
     result["top1_agreement_fp32_vs_bf16"] = sum(x == y for x, y in zip(a, b, strict=True)) / len(a)
+
+
+#: What each training path learns, from ranker_levers.json (same 690 validation users of the sample, paired
+#: bootstrap): its row in that file for this file's paths, and the rows they are compared with.
+QUALITY_ROWS = {
+    "today's engine path (fp32 weights, LoRA on all layers)": "today's path (fp32, LoRA on all layers; sampled candidates)",
+    "reference: sampled candidates, Eq. 7 loss, lr 1e-3": "bf16 + top 8 layers (sampled candidates)",
+    "retriever order, only prefixes whose list holds the target": "bf16 + top 8 layers (retriever-order candidates)",
+    "retriever order + skip, index rows trained by non-ranking samples only":
+        "bf16 + top 8 layers, index_token_grad=non_ranking (retriever-order candidates)",
+}
+
+
+def quality_intervals() -> dict:
+    """``{"A - B": {"NDCG@10": interval, "source": ...}}`` for this file's training paths, copied from the lever
+    benchmark (this file times untrained adapters; quality is measured there). Empty without that file."""
+    from _common import RESULTS
+
+    from ulmrec.io import read_json
+
+    path = RESULTS / "ranker_levers.json"
+    if not path.exists():
+        return {}
+    levers = read_json(path)
+    names = {**QUALITY_ROWS, "Zero-shot (untuned LM)": "Zero-shot (untuned LM)", "Retriever order": "Retriever order"}
+    out = {}
+    for key, value in levers["paired"].items():
+        a, _, b = key.partition(" - ")
+        if a in names and b in names and a != b:
+            out[f"{names[a]} - {names[b]}"] = {**value, "source": f"ranker_levers.json: {key} "
+                                               f"({value['NDCG@10']['n']} validation users of the sample)"}
+    return out
 
 
 def markdown(r: dict) -> str:
@@ -447,10 +480,18 @@ def markdown(r: dict) -> str:
               "user. The merged-adapter rows are opt-in (`ranker.merge_adapter`): merged into bf16 weights, a small "
               "LoRA delta loses what falls below the weights' rounding step (on the sample's 60 test users ULMRec "
               "Rank NDCG@10 0.4233 unmerged vs 0.4181 merged; docs/ranker.md).", "",
-              "This file measures speed only. Whether a lever changes ranking quality is measured with paired "
-              "bootstrap intervals on the same users elsewhere: fast vs today's path in ranker_equivalence.md, "
+              "The rows above time untrained adapters. Whether a lever changes ranking quality is measured with "
+              "paired bootstrap intervals on the same users elsewhere (the table below copies the lever "
+              "benchmark's): fast vs today's path along 300 steps in ranker_equivalence.md, "
               "index_token_grad=non_ranking in ranker_levers.md and ranker_equivalence.md, merge_adapter in "
               "merge_adapter.md."]
+    if r.get("paired"):
+        lines += ["", "What the training paths learn (ranker_levers.json, validation NDCG@10, paired bootstrap 95 % "
+                  "intervals, the shipped GPT-3.5 preference sentences, which see the test period):", "",
+                  "| difference | NDCG@10 [95 % CI] | users |", "|---|---|---|"]
+        for key, v in r["paired"].items():
+            x = v["NDCG@10"]
+            lines.append(f"| {key} | {x['mean']:+.4f} [{x['lo']:+.4f}, {x['hi']:+.4f}] | {x['n']} |")
     if "rendered" in r:
         lines += ["", f"Rendered {r['rendered']}."]
     return "\n".join(lines)
