@@ -279,10 +279,10 @@ def fusion_row(scored: dict, retriever_ranks: list[int]) -> dict:
     t = np.asarray(scored["targets"])
     perm = np.random.default_rng(0).permutation(len(t))
     pick, held = np.sort(perm[: len(t) // 2]), np.sort(perm[len(t) // 2:])
-    w, _ = choose_fusion_weight(lm[pick], retr[pick], t[pick])
+    w, grid = choose_fusion_weight(lm[pick], retr[pick], t[pick])
     fused_r = target_rank(fuse(lm[held], retr[held], w), t[held], np.isfinite(lm[held])).numpy()
     d = paired_bootstrap(fused_r, np.asarray(retriever_ranks)[held], metrics=("NDCG@10",), seed=0)["NDCG@10"]
-    return {"weight": w, "choose_users": len(pick), "report_users": len(held), "vs_retriever": d}
+    return {"weight": w, "choose_users": len(pick), "report_users": len(held), "vs_retriever": d, "grid_NDCG@10": grid}
 
 
 def score_valid(run_dir: Path, overrides: list[str]) -> tuple[list[int], dict]:

@@ -36,14 +36,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import REPO, header, save  # noqa: E402
+from ranker_levers import fusion_row  # noqa: E402
 
+from ulmrec.evaluation.stats import log_softmax_rows  # noqa: E402
 
-def log_softmax_rows(scores: np.ndarray) -> np.ndarray:
-    """Row-wise log-softmax over the finite entries (``-inf`` stays ``-inf``)."""
-    s = np.asarray(scores, dtype=np.float64)
-    m = np.max(np.where(np.isfinite(s), s, -np.inf), axis=1, keepdims=True)
-    z = np.where(np.isfinite(s), np.exp(s - m), 0.0)
-    return np.where(np.isfinite(s), s - m - np.log(z.sum(axis=1, keepdims=True)), -np.inf)
+#: The row of the untuned LM (``--zero-shot``), scored like the adapters.
+ZERO_SHOT = "zero-shot: the untuned LM (ULMRec prompt)"
 
 
 def average_orders(shown: list[np.ndarray], perms: list[np.ndarray]) -> np.ndarray:
@@ -54,9 +52,10 @@ def average_orders(shown: list[np.ndarray], perms: list[np.ndarray]) -> np.ndarr
     return np.mean([unshuffle_scores(log_softmax_rows(s), p) for s, p in zip(shown, perms, strict=True)], axis=0)
 
 
-def score_orders(run_dir: Path, orders: int, seed: int) -> dict:
-    """Score ``run_dir``'s adapter on every validation Rank user in ``orders`` shown orders (order 0 = the
-    retriever's); returns the shown scores, permutations, targets (original column) and retriever scores."""
+def score_orders(run_dir: Path, orders: int, seed: int, tuned: bool = True) -> dict:
+    """Score ``run_dir``'s adapter (``tuned=False``: the untuned LM, same prompts) on every validation Rank user
+    in ``orders`` shown orders (order 0 = the retriever's); returns the shown scores, permutations, targets
+    (original column) and retriever scores."""
     import pandas as pd
 
     from ulmrec.config import load_config
@@ -77,7 +76,7 @@ def score_orders(run_dir: Path, orders: int, seed: int) -> dict:
     lists = [[int(c) for c in np.asarray(row)[:n]] for row in by_user["candidates"]]
     if any(len(x) != n for x in lists):
         raise SystemExit(f"{run_dir}: a validation user has fewer than {n} candidates")
-    ranker = Ranker.load(cfg.ranker, run_dir / "ranker" / "adapter")
+    ranker = Ranker.load(cfg.ranker, run_dir / "ranker" / "adapter") if tuned else Ranker.build(cfg.ranker, ())
     shown, perms = [], []
     for k in range(orders):
         perm = (np.tile(np.arange(n), (len(users), 1)) if k == 0
@@ -96,45 +95,55 @@ def score_orders(run_dir: Path, orders: int, seed: int) -> dict:
             "retriever_scores": [[float(x) for x in row[:n]] for row in by_user["scores"]],
             "perms": [p.tolist() for p in perms],
             "shown": [[[float(x) if np.isfinite(x) else None for x in row] for row in s] for s in shown],
-            "best_step": json.loads((run_dir / "ranker" / "best.json").read_text())["best_step"]}
+            "best_step": json.loads((run_dir / "ranker" / "best.json").read_text())["best_step"] if tuned else "-"}
 
 
 def analyse(saved: dict) -> dict:
     """The rows of one adapter (see the module docstring) from its saved scores."""
-    from ulmrec.evaluation.stats import choose_fusion_weight, fuse, paired_bootstrap
+    from ulmrec.evaluation.stats import paired_bootstrap
     from ulmrec.metrics import metrics_from_ranks, target_rank
 
-    shown = [np.array([[np.nan if x is None else x for x in row] for row in s], dtype=np.float64) for s in saved["shown"]]
-    shown = [np.where(np.isnan(s), -np.inf, s) for s in shown]
+    shown = [np.array([[-np.inf if x is None else x for x in row] for row in s], dtype=np.float64) for s in saved["shown"]]
     perms = [np.asarray(p, dtype=np.int64) for p in saved["perms"]]
     t = np.asarray(saved["targets"])
-    retr = np.asarray(saved["retriever_scores"], dtype=np.float64)
     retr_ranks = t  # the retriever's own order: the target's column in its list
-    one = log_softmax_rows(shown[0])
-    mean = average_orders(shown, perms)
-
-    def ranks(s: np.ndarray, rows=slice(None)) -> np.ndarray:
-        return target_rank(s[rows], t[rows], np.isfinite(s[rows])).numpy()
-
-    perm = np.random.default_rng(0).permutation(len(t))
-    pick, held = np.sort(perm[: len(t) // 2]), np.sort(perm[len(t) // 2:])
-    c = shown[0].shape[1]
     out = {"users": len(t), "orders": len(shown), "best_step": saved["best_step"],
            "retriever": metrics_from_ranks(retr_ranks, (5, 10)),
-           # a score that knows nothing: the target's rank uniform over the C candidates
-           "random_order_NDCG@10": float(np.mean([1 / np.log2(r + 2) if r < 10 else 0.0 for r in range(c)]))}
-    for name, s in (("one order", one), (f"mean of {len(shown)} orders", mean)):
-        r = ranks(s)
-        w, grid = choose_fusion_weight(s[pick], retr[pick], t[pick])
-        fused = ranks(fuse(s, retr, w), held)
-        out[name] = {"valid": metrics_from_ranks(r, (5, 10)),
+           # a score that knows nothing: every rank of the C candidates equally likely
+           "random_order_NDCG@10": metrics_from_ranks(np.arange(shown[0].shape[1]), (10,))["NDCG@10"]}
+    ranks = {}
+    for name, s in zip(scorings(out), (log_softmax_rows(shown[0]), average_orders(shown, perms)), strict=True):
+        r = ranks[name] = target_rank(s, t, np.isfinite(s)).numpy()
+        f = fusion_row({"scores": s, "retriever_scores": saved["retriever_scores"], "targets": t}, retr_ranks)
+        out[name] = {"valid": metrics_from_ranks(r, (5, 10)), "ranks": r.tolist(),
                      "vs_retriever": paired_bootstrap(r, retr_ranks, metrics=("NDCG@10",), seed=0)["NDCG@10"],
                      "top1_A": float(np.mean(np.argmax(s, axis=1) == 0)),
-                     "fused": {"weight": w, "grid_NDCG@10": grid, "held_users": len(held),
-                               "NDCG@10": metrics_from_ranks(fused, (10,))["NDCG@10"],
-                               "vs_retriever": paired_bootstrap(fused, retr_ranks[held], metrics=("NDCG@10",),
-                                                                seed=0)["NDCG@10"]}}
-    out["mean_vs_one"] = paired_bootstrap(ranks(mean), ranks(one), metrics=("NDCG@10",), seed=0)["NDCG@10"]
+                     "fused": {"weight": f["weight"], "grid_NDCG@10": f["grid_NDCG@10"], "held_users": f["report_users"],
+                               "NDCG@10": f["vs_retriever"]["a"], "vs_retriever": f["vs_retriever"]}}
+    one, mean = scorings(out)
+    out["mean_vs_one"] = paired_bootstrap(ranks[mean], ranks[one], metrics=("NDCG@10",), seed=0)["NDCG@10"]
+    return out
+
+
+def scorings(a: dict) -> tuple[str, str]:
+    return "one order", f"mean of {a['orders']} orders"
+
+
+def paired_rows(adapters: dict) -> dict:
+    """``{"<row> - <other row>": {"NDCG@10": interval}}``: every row against the retriever's order (fused rows
+    too), against the zero-shot row scored the same way, and the mean of the orders against one order."""
+    from ulmrec.evaluation.stats import paired_bootstrap
+
+    out, zero = {}, adapters.get(ZERO_SHOT)
+    for key, a in adapters.items():
+        for row in scorings(a):
+            x = a[row]
+            out[f"{key}, {row} - Retriever order"] = {"NDCG@10": x["vs_retriever"]}
+            out[f"{key}, {row} + retriever (fused) - Retriever order"] = {"NDCG@10": x["fused"]["vs_retriever"]}
+            if zero is not None and key != ZERO_SHOT:
+                x["vs_zero_shot"] = paired_bootstrap(x["ranks"], zero[row]["ranks"], metrics=("NDCG@10",), seed=0)["NDCG@10"]
+                out[f"{key}, {row} - {ZERO_SHOT}, {row}"] = {"NDCG@10": x["vs_zero_shot"]}
+        out[f"{key}, {scorings(a)[1]} - {key}, one order"] = {"NDCG@10": a["mean_vs_one"]}
     return out
 
 
@@ -152,12 +161,14 @@ def markdown(r: dict) -> str:
              "retriever's score, w chosen on a fixed random half of the users, the paired difference to the "
              "retriever's order on the other half. Paired bootstrap 95 % intervals.", "",
              "| adapter (ranker_levers.py run) | best step | scoring | valid NDCG@10 | vs retriever order [95 % CI] | "
-             "top-1 = A | fused vs retriever order [95 % CI] (w) |", "|---|---|---|---|---|---|---|"]
+             "vs zero-shot, same scoring [95 % CI] | top-1 = A | fused vs retriever order [95 % CI] (w) |",
+             "|---|---|---|---|---|---|---|---|"]
     for name, a in r["adapters"].items():
-        for row in ("one order", f"mean of {a['orders']} orders"):
+        for row in scorings(a):
             x = a[row]
+            z = ci(x["vs_zero_shot"]) if "vs_zero_shot" in x else ""
             lines.append(f"| {name} | {a['best_step']} | {row} | {x['valid']['NDCG@10']:.4f} | {ci(x['vs_retriever'])} | "
-                         f"{x['top1_A']:.2f} | {ci(x['fused']['vs_retriever'])} (w {x['fused']['weight']:g}) |")
+                         f"{z} | {x['top1_A']:.2f} | {ci(x['fused']['vs_retriever'])} (w {x['fused']['weight']:g}) |")
     lines += ["", "Mean of the orders minus one order, same users: " + "; ".join(
         f"{name} {ci(a['mean_vs_one'])}" for name, a in r["adapters"].items()) + ".", "",
         f"Preferences in the prompts: {r['preferences']}.",
@@ -182,6 +193,8 @@ def main() -> int:
     ap.add_argument("--orders", type=int, default=4, help="shown orders per user, the retriever's included")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cores", type=int, nargs="*", default=[0, 1], help="one scoring job per listed core at a time")
+    ap.add_argument("--zero-shot", action="store_true",
+                    help="also the untuned LM, on the first run directory's users and prompts")
     ap.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # internal: score one run dir
     ap.add_argument("--out", default="ranker_permutations")
     args = ap.parse_args()
@@ -195,36 +208,43 @@ def main() -> int:
 
         torch.set_num_threads(1)
         (d,) = args.run_dirs
-        write_json(d / name, score_orders(d, args.orders, args.seed))
+        write_json(d.parent / f"zero_shot_{name}" if args.zero_shot else d / name,
+                   score_orders(d, args.orders, args.seed, tuned=not args.zero_shot))
         return 0
     for d in args.run_dirs:
         if not (d / "ranker" / "adapter").is_dir():
             raise SystemExit(f"{d}: no trained adapter (ranker/adapter); train it with benchmarks/ranker_levers.py")
     load_before = os.getloadavg()
-    queue, running, free = [d for d in args.run_dirs if not (d / name).exists()], {}, list(args.cores)
+    # (label, scores file, the run directory it reads, zero-shot?)
+    jobs = [(label(d), d / name, d, False) for d in args.run_dirs]
+    if args.zero_shot:
+        first = args.run_dirs[0]
+        jobs.insert(0, (ZERO_SHOT, first.parent / f"zero_shot_{name}", first, True))
+    queue, running, free = [j for j in jobs if not j[1].exists()], {}, list(args.cores)
     scored_now = len(queue)
     while queue or running:
         while queue and free:
-            d, core = queue.pop(0), free.pop(0)
-            log = open(d / f"{name}.log", "w")  # noqa: SIM115
+            (_, out, d, zero), core = queue.pop(0), free.pop(0)
+            log = open(f"{out}.log", "w")  # noqa: SIM115
             cmd = ["taskset", "-c", str(core), sys.executable, str(Path(__file__).resolve()), str(d), "--one",
-                   "--orders", str(args.orders), "--seed", str(args.seed)]
-            running[d] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
-                                           env={**os.environ, "OMP_NUM_THREADS": "1"}), core)
+                   "--orders", str(args.orders), "--seed", str(args.seed), *(["--zero-shot"] if zero else [])]
+            running[out] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+                                             env={**os.environ, "OMP_NUM_THREADS": "1"}), core)
         time.sleep(5)
-        for d in list(running):
-            proc, core = running[d]
+        for out in list(running):
+            proc, core = running[out]
             if proc.poll() is not None:
                 if proc.returncode != 0:
-                    print(f"{d} failed: see {d / (name + '.log')}", file=sys.stderr)
+                    print(f"scoring {out} failed: see {out}.log", file=sys.stderr)
                     return 1
                 free.append(core)
-                del running[d]
+                del running[out]
     result = {**header(), "orders": args.orders, "seed": args.seed, "loadavg_before": load_before, "scored_now": scored_now,
               "preferences": ("shipped GPT-3.5 sentences of the sample (written from all reviews: they see the "
                               "validation and test period; benchmarks/results/leakage_beauty.md)"),
-              "adapters": {label(d): analyse(json.loads((d / name).read_text())) for d in args.run_dirs}}
+              "adapters": {key: analyse(json.loads(out.read_text())) for key, out, _, _ in jobs}}
     result["loadavg_after"] = os.getloadavg()
+    result["paired"] = paired_rows(result["adapters"])
     users = {a["users"] for a in result["adapters"].values()}
     if len(users) != 1:
         raise SystemExit(f"the adapters were scored on different validation users ({sorted(users)})")

@@ -68,3 +68,29 @@ def test_analyse_pairs_every_row_on_the_same_users():
     from ulmrec.metrics import metrics_from_ranks
 
     assert abs(out["random_order_NDCG@10"] - metrics_from_ranks(np.arange(c), (10,))["NDCG@10"]) < 1e-12
+
+
+def test_paired_rows_pair_every_row_with_the_retriever_and_the_zero_shot_row():
+    mod = _module()
+    rng = np.random.default_rng(3)
+    n, c = 80, 20
+    targets = rng.integers(0, c, n)
+    retr = np.sort(rng.random((n, c)), axis=1)[:, ::-1].copy()
+    perms = [np.tile(np.arange(c), (n, 1))] + [np.stack([rng.permutation(c) for _ in range(n)]) for _ in range(1)]
+
+    def saved(content):
+        shown = [_shown(content, np.zeros(c), p) for p in perms]
+        return {"shown": [s.tolist() for s in shown], "perms": [p.tolist() for p in perms],
+                "targets": targets.tolist(), "retriever_scores": retr.tolist(), "best_step": 0}
+
+    knows = np.full((n, c), -3.0)
+    knows[np.arange(n), targets] = 3.0
+    adapters = {mod.ZERO_SHOT: mod.analyse(saved(rng.normal(size=(n, c)))), "tuned": mod.analyse(saved(knows))}
+    paired = mod.paired_rows(adapters)
+    for key in (mod.ZERO_SHOT, "tuned"):
+        for row in ("one order", "mean of 2 orders"):
+            assert f"{key}, {row} - Retriever order" in paired
+            assert f"{key}, {row} + retriever (fused) - Retriever order" in paired
+    vs_zero = paired[f"tuned, one order - {mod.ZERO_SHOT}, one order"]["NDCG@10"]
+    assert vs_zero["lo"] > 0 and adapters["tuned"]["one order"]["vs_zero_shot"] == vs_zero
+    assert not any(k.startswith(f"{mod.ZERO_SHOT}, one order - {mod.ZERO_SHOT}") for k in paired)

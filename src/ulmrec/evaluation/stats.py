@@ -247,6 +247,12 @@ def _log_softmax(s: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return np.where(valid, out, -np.inf)
 
 
+def log_softmax_rows(scores: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
+    """Row-wise log-softmax over each row's finite entries (the candidates a model scored), ``-inf`` elsewhere."""
+    s = _scores(scores)
+    return _log_softmax(s, np.isfinite(s))
+
+
 def fuse(lm_scores: np.ndarray, retriever_scores: np.ndarray, w: float) -> np.ndarray:
     """``log_softmax(lm) + w * retriever`` over each row's valid candidates (the LM's finite scores), ``-inf``
     elsewhere. ``retriever_scores`` is ``(N, C)`` (raw retriever scores of the same candidates, same order)
