@@ -15,7 +15,7 @@ one on the same validation users, paired bootstrap 95 % intervals against the re
 The adapters are run directories of ``benchmarks/ranker_levers.py`` (their selected checkpoint); test users are
 never read. Each adapter's scores are saved beside it (``perm_scores_k<K>.json``), so a rerun only reports::
 
-    .venv/bin/python benchmarks/ranker_permutations.py --orders 4 \\
+    .venv/bin/python benchmarks/ranker_permutations.py --orders 4 --zero-shot \\
         runs/bench-levers/retriever-top-20--shuffled runs/bench-levers-3000/retriever-top-20--shuffled
 
 Writes ``benchmarks/results/ranker_permutations.{json,md}``.
