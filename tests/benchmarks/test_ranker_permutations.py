@@ -16,6 +16,20 @@ def _shown(per_item: np.ndarray, per_letter: np.ndarray, perm: np.ndarray) -> np
     return per_item[np.arange(len(perm))[:, None], perm] + per_letter[None, :]
 
 
+def _users(seed: int, n: int, c: int, orders: int):
+    """Targets, descending retriever scores, and the identity order followed by ``orders - 1`` random ones."""
+    rng = np.random.default_rng(seed)
+    targets = rng.integers(0, c, n)
+    retr = np.sort(rng.random((n, c)), axis=1)[:, ::-1].copy()
+    perms = [np.tile(np.arange(c), (n, 1))] + [np.stack([rng.permutation(c) for _ in range(n)]) for _ in range(orders - 1)]
+    return rng, targets, retr, perms
+
+
+def _saved(shown, perms, targets, retr) -> dict:
+    return {"shown": [s.tolist() for s in shown], "perms": [p.tolist() for p in perms], "targets": targets.tolist(),
+            "retriever_scores": retr.tolist(), "best_step": 0}
+
+
 def test_log_softmax_rows_keeps_missing_candidates_out():
     mod = _module()
     s = np.array([[1.0, 2.0, -np.inf], [0.0, 0.0, 0.0]])
@@ -47,18 +61,12 @@ def test_average_orders_maps_scores_back_and_cancels_a_position_prior():
 
 def test_analyse_pairs_every_row_on_the_same_users():
     mod = _module()
-    rng = np.random.default_rng(2)
     n, c = 120, 20
-    targets = rng.integers(0, c, n)
-    retr = np.sort(rng.random((n, c)), axis=1)[:, ::-1].copy()
+    _, targets, retr, perms = _users(2, n, c, 4)
     content = np.full((n, c), -3.0)
     content[np.arange(n), targets] = 3.0  # the LM's content term knows the answer
     prior = np.linspace(6.0, 0.0, c)  # and a strong position prior that hides it in one order
-    perms = [np.tile(np.arange(c), (n, 1))] + [np.stack([rng.permutation(c) for _ in range(n)]) for _ in range(3)]
-    shown = [_shown(content, prior, p) for p in perms]
-    saved = {"shown": [s.tolist() for s in shown], "perms": [p.tolist() for p in perms], "targets": targets.tolist(),
-             "retriever_scores": retr.tolist(), "best_step": 0}
-    out = mod.analyse(saved)
+    out = mod.analyse(_saved([_shown(content, prior, p) for p in perms], perms, targets, retr))
     mean, one = out["mean of 4 orders"], out["one order"]
     assert out["users"] == n and mean["fused"]["held_users"] == n // 2
     assert mean["valid"]["NDCG@10"] > one["valid"]["NDCG@10"]
@@ -72,16 +80,11 @@ def test_analyse_pairs_every_row_on_the_same_users():
 
 def test_paired_rows_pair_every_row_with_the_retriever_and_the_zero_shot_row():
     mod = _module()
-    rng = np.random.default_rng(3)
     n, c = 80, 20
-    targets = rng.integers(0, c, n)
-    retr = np.sort(rng.random((n, c)), axis=1)[:, ::-1].copy()
-    perms = [np.tile(np.arange(c), (n, 1))] + [np.stack([rng.permutation(c) for _ in range(n)]) for _ in range(1)]
+    rng, targets, retr, perms = _users(3, n, c, 2)
 
     def saved(content):
-        shown = [_shown(content, np.zeros(c), p) for p in perms]
-        return {"shown": [s.tolist() for s in shown], "perms": [p.tolist() for p in perms],
-                "targets": targets.tolist(), "retriever_scores": retr.tolist(), "best_step": 0}
+        return _saved([_shown(content, np.zeros(c), p) for p in perms], perms, targets, retr)
 
     knows = np.full((n, c), -3.0)
     knows[np.arange(n), targets] = 3.0
