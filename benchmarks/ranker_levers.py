@@ -70,6 +70,14 @@ LEVERS = {
     "retriever order + skip, cross-fitted training lists (2 folds)": [
         "tasks.train_candidates=retriever", "tasks.shuffle_candidates=false", "tasks.missing_target=skip",
         "retrieval.train_candidates_folds=2"],
+    # the LM trained as a correction of the retriever: w x log_softmax(retriever scores) added to the letter
+    # logits in the loss and in checkpoint selection (ranker.residual_weight); read through the fused column
+    "retriever order + skip, residual on the retriever's scores (weight 1)": [
+        "tasks.train_candidates=retriever", "tasks.shuffle_candidates=false", "tasks.missing_target=skip",
+        "ranker.residual_weight=1.0"],
+    "retriever top-20 shuffled + skip, residual on the retriever's scores (weight 1)": [
+        "tasks.train_candidates=retriever_shuffled", "tasks.shuffle_candidates=true", "tasks.missing_target=skip",
+        "ranker.residual_weight=1.0"],
     "retriever order + skip, alignment tasks x3": [
         "tasks.train_candidates=retriever", "tasks.shuffle_candidates=false", "tasks.missing_target=skip",
         *[f"tasks.ratios.{t}=3" for t in ("index_to_preference", "preference_to_index", "history_to_index",

@@ -48,6 +48,7 @@ def test_stage_is_skipped_when_current(trained_run):
     (f"tasks.num_candidates={LETTERS + 3}", "retrieval.num_candidates"),
     ("ranker.max_length=5000", "longer than the model allows"),
     ("ranker.distill_weight=0.5", "does not read them"),  # sampled training candidates carry no scores
+    ("ranker.residual_weight=1", "does not read them"),
 ])
 def test_bad_settings_fail_before_training(tmp_path, tiny_llama, override, message, monkeypatch):
     run_dir = make_run_dir(tmp_path)

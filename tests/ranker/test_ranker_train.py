@@ -351,3 +351,77 @@ def test_distillation_needs_scored_samples(tiny_llama, tmp_path):
         train_ranker(model, tok, [next_item_sample(0, n=4, target=1)], [], cfg, tmp_path / "out")
     with pytest.raises(ValueError, match="distill_temperature"):
         _cfg(tiny_llama, distill_temperature=0)
+
+
+def test_residual_adds_the_retrievers_log_softmax_to_the_letter_logits(tiny_llama):
+    """ranker.residual_weight: the answer position's letter logits get w x log_softmax(teacher) before the loss
+    (Eq. 7 over the vocabulary, or the list-wise loss); samples without scores and the later response tokens
+    keep their plain loss; w = 0 is the plain loss."""
+    from ulmrec.ranker.verbalizer import encode_prompt, letter_token_ids
+
+    torch.manual_seed(0)
+    model, tok = build_ranker(_cfg(tiny_llama), INDEX, "cpu")
+    model.eval()
+    s = next_item_sample(0, n=4, target=2)
+    s.meta["teacher"] = [3.0, 1.0, 2.5, -1.0]
+    plain = next_item_sample(1, n=3, target=0)
+    letters = letter_token_ids(tok, 4)
+    enc = encode_all(tok, [s, plain, text_sample(2)], 1000)
+    w, teacher = 0.7, torch.tensor(s.meta["teacher"])
+    ids, labels = encode_sample(tok, s)
+    logits = model(input_ids=torch.tensor([ids])).logits[0, :-1].float()
+    target = torch.tensor(labels[1:])
+    keep = (target != -100).nonzero()[:, 0]
+    fused = logits[keep].clone()
+    fused[0, letters] += w * torch.log_softmax(teacher, 0)  # the first response token is the letter
+    own = torch.nn.functional.cross_entropy(fused, target[keep])
+    others = (response_loss(model, enc[1:], tok.pad_token_id, "cpu"))
+    for gather in (True, False):
+        got = response_loss(model, enc, tok.pad_token_id, "cpu", gather=gather, residual=w, residual_letters=letters)
+        assert torch.allclose(got, own + others, atol=1e-4), gather
+        zero = response_loss(model, enc, tok.pad_token_id, "cpu", gather=gather, residual=0.0,
+                             residual_letters=letters)
+        assert torch.allclose(zero, response_loss(model, enc, tok.pad_token_id, "cpu", gather=gather), atol=1e-6)
+    # list-wise: cross-entropy over the 4 letters of (logits + w x log_softmax(teacher))
+    z = model(input_ids=torch.tensor([encode_prompt(tok, s)])).logits[0, -1, letters].float()
+    expected = torch.nn.functional.cross_entropy((z + w * torch.log_softmax(teacher, 0))[None], torch.tensor([2]))
+    got = response_loss(model, enc[:1], tok.pad_token_id, "cpu", letter_ids=letters, residual=w,
+                        residual_letters=letters)
+    assert torch.allclose(got, expected, atol=1e-4)
+    # a 3-candidate sample's residual covers its own letters only
+    short = next_item_sample(3, n=3, target=1)
+    short.meta["teacher"] = [0.0, 1.0, 2.0]
+    z = model(input_ids=torch.tensor([encode_prompt(tok, short)])).logits[0, -1, letters[:3]].float()
+    expected = torch.nn.functional.cross_entropy((z + torch.log_softmax(torch.tensor([0.0, 1.0, 2.0]), 0))[None],
+                                                 torch.tensor([1]))
+    got = response_loss(model, encode_all(tok, [short], 1000), tok.pad_token_id, "cpu", letter_ids=letters,
+                        residual=1.0, residual_letters=letters)
+    assert torch.allclose(got, expected, atol=1e-4)
+
+
+def test_residual_selection_ranks_the_fused_scores():
+    """Checkpoint selection under ranker.residual_weight ranks letter score + w x log_softmax(retriever score):
+    a large w gives the retriever's order whatever the letters say; padding stays -inf."""
+    import numpy as np
+
+    samples = [next_item_sample(u, n=3, target=t) for u, t in enumerate((0, 2))]
+    samples[0].meta["teacher"] = [5.0, 0.0, 0.0]  # the retriever puts the target first
+    samples[1].meta["teacher"] = [0.0, 0.0, 5.0]
+    letters = np.array([[0.0, 1.0, 2.0, -np.inf], [2.0, 1.0, 0.0, -np.inf]])  # the LM puts both targets last
+    assert ranks_from_scores(letters, samples).tolist() == [2, 2]
+    fused = train_mod.residual_scores(letters, samples, 10.0)
+    assert ranks_from_scores(fused, samples).tolist() == [0, 0]
+    assert np.isneginf(fused[:, 3]).all()
+    small = train_mod.residual_scores(letters, samples, 0.1)
+    assert ranks_from_scores(small, samples).tolist() == [2, 2]
+    t = np.array([5.0, 0.0, 0.0])
+    assert np.allclose(small[0, :3], letters[0, :3] + 0.1 * (t - np.log(np.exp(t).sum())))
+
+
+def test_residual_needs_scored_samples(tiny_llama, tmp_path):
+    cfg = _cfg(tiny_llama, residual_weight=1.0, max_steps=2)
+    model, tok = build_ranker(cfg, INDEX, "cpu")
+    with pytest.raises(ConfigError, match="residual_weight"):
+        train_ranker(model, tok, [next_item_sample(0, n=4, target=1)], [], cfg, tmp_path / "out")
+    with pytest.raises(ValueError, match="residual_weight"):
+        _cfg(tiny_llama, residual_weight=-1)

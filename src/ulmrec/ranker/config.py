@@ -123,6 +123,15 @@ class RankerConfig:
     hard-label loss (next_item_loss) stays; 0 = off (the paper)."""
     distill_temperature: float = 1.0
     """(float) Temperature of the retriever's softmax in distill_weight's soft targets (> 0; higher = flatter)."""
+    residual_weight: float = 0.0
+    """(float) Residual training on top of the retriever (beyond the paper): at the answer position of every
+    training ranking sample whose candidates carry retriever scores, this weight x log_softmax(retriever scores)
+    is added to the candidate letters' logits before the loss, so the LM is trained as a correction of the
+    retriever (a product of experts) instead of re-learning its order; checkpoint selection scores the same
+    sum on the validation users. Such an adapter is meant to be read through the evaluation's
+    "ULMRec + retriever" row (whose fusion weight is chosen on validation users; the grid holds 1). 1 is the
+    retriever's own softmax (the best-calibrated weight on the sample's training and validation lists);
+    0 = off (the paper). Needs tasks.train_candidates=retriever or retriever_shuffled."""
     num_threads: int = 2
     """(int) torch CPU threads (0 = leave torch's default)."""
     local_files_only: bool = True
@@ -141,6 +150,8 @@ class RankerConfig:
                 raise ValueError(f"ranker.{name} must be >= 0, got {getattr(self, name)}")
         if self.distill_weight < 0:
             raise ValueError(f"ranker.distill_weight must be >= 0, got {self.distill_weight}")
+        if self.residual_weight < 0:
+            raise ValueError(f"ranker.residual_weight must be >= 0, got {self.residual_weight}")
         if self.distill_temperature <= 0:
             raise ValueError(f"ranker.distill_temperature must be > 0, got {self.distill_temperature}")
         if self.baseline_max_steps < -1:

@@ -16,7 +16,7 @@ from pathlib import Path
 from ulmrec import artifacts as art
 from ulmrec.config import Config
 from ulmrec.data.dataset import Dataset
-from ulmrec.errors import ConfigError
+from ulmrec.errors import ConfigError, DataError
 from ulmrec.io import write_json
 from ulmrec.ranker.engine import (
     Ranker,
@@ -48,6 +48,10 @@ def check_settings(cfg: Config) -> str:
         raise ConfigError(f"ranker.distill_weight={cfg.ranker.distill_weight} distils the retriever's scores of the "
                           f"training candidates, but tasks.train_candidates={cfg.tasks.train_candidates} does not read "
                           "them; set tasks.train_candidates=retriever (or retriever_shuffled) or ranker.distill_weight=0")
+    if cfg.ranker.residual_weight and cfg.tasks.train_candidates not in RETRIEVER_MODES:
+        raise ConfigError(f"ranker.residual_weight={cfg.ranker.residual_weight} adds the retriever's scores of the "
+                          f"training candidates, but tasks.train_candidates={cfg.tasks.train_candidates} does not read "
+                          "them; set tasks.train_candidates=retriever (or retriever_shuffled) or ranker.residual_weight=0")
     path, _ = resolve_model(cfg.ranker)
     context = model_context_length(path)
     if context and cfg.ranker.max_length > context:
@@ -104,9 +108,25 @@ def build_samples(cfg: Config, run_dir: Path, tokenizer, baseline: bool = False)
     valid = build_eval_samples(ds, "valid", valid_cands, tasks, identities=identities, title_fn=cut,
                                prompt="no_index" if baseline else tasks.prompt, max_users=cfg.ranker.eval_users,
                                seed=cfg.seed)
+    if cfg.ranker.residual_weight:
+        attach_retriever_scores(valid, valid_cands, art.candidates_path(run_dir, "valid"))
     report["used_samples"] = _count_tasks(train)
     report["valid_users"] = len(valid)
     return train, valid, report, identities
+
+
+def attach_retriever_scores(samples, cands, path) -> None:
+    """``meta["teacher"]``: the retriever's score of each sample's lettered candidates (letter order), from the
+    candidate file's ``scores`` column (``ranker.residual_weight`` selects checkpoints on the fused order)."""
+    if "scores" not in cands:
+        raise DataError("ranker.residual_weight needs the retriever's scores, but the file has no 'scores' column "
+                        "(re-run the retrieval stage)", path, field="scores")
+    by_user = cands.set_index("user_idx")
+    for s in samples:
+        row = by_user.loc[s.user_idx]
+        if [int(c) for c in row["candidates"][:len(s.candidates)]] != list(s.candidates):
+            raise RuntimeError("a validation prompt's candidates are not the retriever's list in order")  # a bug
+        s.meta["teacher"] = [float(x) for x in row["scores"][:len(s.candidates)]]
 
 
 def _count_tasks(samples) -> dict[str, int]:

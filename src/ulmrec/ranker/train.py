@@ -140,7 +140,8 @@ def _pad_right(batch: list[Encoded], pad_id: int):
 
 def response_loss(model, batch: list[Encoded], pad_id: int, device, letter_ids: list[int] | None = None,
                   gather: bool = True, detach_ranking: bool = False, distill: float = 0.0,
-                  distill_letters: list[int] | None = None, temperature: float = 1.0) -> torch.Tensor:
+                  distill_letters: list[int] | None = None, temperature: float = 1.0, residual: float = 0.0,
+                  residual_letters: list[int] | None = None) -> torch.Tensor:
     """Sum over samples of each sample's mean cross-entropy on its response tokens (Eq. 7).
 
     ``gather``: the decoder's hidden states are gathered at the positions that predict a response token and
@@ -155,6 +156,9 @@ def response_loss(model, batch: list[Encoded], pad_id: int, device, letter_ids: 
     ``distill`` (``ranker.distill_weight``) with ``distill_letters``: every ranking sample with retriever scores
     (``Encoded.teacher``) adds ``distill`` x the cross-entropy of its candidate-letter distribution at the answer
     position against softmax(teacher / ``temperature``) (knowledge distillation from the retriever).
+    ``residual`` (``ranker.residual_weight``) with ``residual_letters``: at the answer position of every ranking
+    sample with retriever scores, ``residual`` x log_softmax(teacher) is added to its candidate letters' logits
+    before the loss (Eq. 7 or list-wise), so the LM learns a correction of the retriever's order.
     """
     ids, labels, mask = _pad_right(batch, pad_id)
     ids, labels, mask = ids.to(device), labels.to(device), mask.to(device)
@@ -186,21 +190,36 @@ def response_loss(model, batch: list[Encoded], pad_id: int, device, letter_ids: 
     y = target[sel]
     is_list = listwise[rows]
     per_tok = torch.zeros(len(y), device=device, dtype=torch.float32)
+    bias = None  # (N, C) residual_weight x log_softmax(teacher) on each answer row, 0 elsewhere
+    if residual and residual_letters is not None and any(e.teacher is not None for e in batch):
+        bias = _residual_bias(rows, batch, len(residual_letters), residual, device)
+        res_letters = torch.as_tensor(residual_letters, device=device)
+
+    def full(z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:  # vocabulary logits (+ the residual)
+        z = z.float()
+        return z if bias is None else z.index_add(1, res_letters, bias[mask])
+
+    def lettered(z: torch.Tensor, mask: torch.Tensor, letters: torch.Tensor) -> torch.Tensor:
+        z = z.float().index_select(1, letters)  # (n, C)
+        if bias is not None:
+            z = z + bias[mask][:, :len(letters)]
+        return z
+
     if gather:
         if (~is_list).any():
-            per_tok[~is_list] = torch.nn.functional.cross_entropy(head(picked[~is_list]).float(), y[~is_list],
-                                                                  reduction="none")
+            per_tok[~is_list] = torch.nn.functional.cross_entropy(full(head(picked[~is_list]), ~is_list),
+                                                                  y[~is_list], reduction="none")
         if is_list.any():
             letters = torch.as_tensor(letter_ids, device=device)
-            logits_l = head(picked[is_list]).float().index_select(1, letters)  # (n, C)
+            logits_l = lettered(head(picked[is_list]), is_list, letters)
             per_tok[is_list] = _listwise(logits_l, y[is_list], letters, batch, rows[is_list])
     else:
         if (~is_list).any():
-            per_tok[~is_list] = torch.nn.functional.cross_entropy(picked_logits[~is_list].float(), y[~is_list],
-                                                                  reduction="none")
+            per_tok[~is_list] = torch.nn.functional.cross_entropy(full(picked_logits[~is_list], ~is_list),
+                                                                  y[~is_list], reduction="none")
         if is_list.any():
             letters = torch.as_tensor(letter_ids, device=device)
-            logits_l = picked_logits[is_list].float().index_select(1, letters)
+            logits_l = lettered(picked_logits[is_list], is_list, letters)
             per_tok[is_list] = _listwise(logits_l, y[is_list], letters, batch, rows[is_list])
     sums = torch.zeros(len(batch), device=device).index_add(0, rows, per_tok)
     n_tok = sel.sum(1).clamp(min=1)
@@ -215,6 +234,20 @@ def response_loss(model, batch: list[Encoded], pad_id: int, device, letter_ids: 
         z = (head(picked[at]) if gather else picked_logits[at]).float().index_select(1, letters)
         loss = loss + distill * _distill(z, [batch[int(rows[i])].teacher for i in at], temperature).sum()
     return loss
+
+
+def _residual_bias(rows: torch.Tensor, batch: list[Encoded], width: int, weight: float, device) -> torch.Tensor:
+    """``(N, width)``: ``weight`` x log_softmax(teacher) over the sample's own candidates on each sample's first
+    picked row (the position that predicts the letter), zeros on every other row and past its candidates."""
+    bias = torch.zeros((len(rows), width), device=device, dtype=torch.float32)
+    first = torch.ones(len(rows), dtype=torch.bool, device=device)
+    first[1:] = rows[1:] != rows[:-1]
+    for i in first.nonzero()[:, 0].tolist():
+        teacher = batch[int(rows[i])].teacher
+        if teacher is not None:
+            t = torch.as_tensor(teacher, dtype=torch.float32, device=device)
+            bias[i, :len(t)] = weight * torch.log_softmax(t, 0)
+    return bias
 
 
 def _distill(logits: torch.Tensor, teachers: list[tuple[float, ...]], temperature: float) -> torch.Tensor:
@@ -281,9 +314,22 @@ def _validate(accelerator, model, tokenizer, samples: list[Sample], prompts: lis
         scores = score_encoded(accelerator.unwrap_model(model), enc, counts, letter_token_ids(tokenizer, max(counts)),
                                pad, cfg.score_batch_size, accelerator.device, progress=accelerator.is_main_process,
                                desc="validating", share_prefix=cfg.share_prefix)
+    if share and cfg.residual_weight:
+        scores = residual_scores(scores, share, cfg.residual_weight)
     ranks = gather_object(ranks_from_scores(scores, share).tolist()) if share else gather_object([])
     return {**metrics_from_ranks(np.asarray(ranks), (5, 10)), "users": len(ranks),
             "seconds": round(time.perf_counter() - t0, 2), "ranks": [int(r) for r in ranks]}
+
+
+def residual_scores(scores: np.ndarray, samples: list[Sample], weight: float) -> np.ndarray:
+    """Letter scores + ``weight`` x log_softmax(the retriever's scores, ``meta["teacher"]``) per sample: the
+    order a ``ranker.residual_weight`` adapter was trained to produce."""
+    out = np.array(scores, dtype=np.float64, copy=True)
+    for i, s in enumerate(samples):
+        t = np.asarray(s.meta["teacher"], dtype=np.float64)
+        t = t - t.max()
+        out[i, :len(t)] += weight * (t - np.log(np.exp(t).sum()))
+    return out
 
 
 def step_seed(seed: int, step: int) -> int:
@@ -361,6 +407,11 @@ def train_ranker(model, tokenizer, train_samples: list[Sample], valid_samples: l
     letters = letter_token_ids(tokenizer, n_letters) if n_letters else None
     letter_ids = letters if cfg.next_item_loss == "listwise" else None
     distill_letters = letters if cfg.distill_weight else None
+    residual_letters = letters if cfg.residual_weight else None
+    if cfg.residual_weight and not any(e.teacher is not None for e in encoded):
+        raise ConfigError(f"{name}: ranker.residual_weight={cfg.residual_weight} needs training samples with the "
+                          "retriever's scores: set tasks.train_candidates=retriever (or retriever_shuffled) and "
+                          "retrieval.train_candidates=true, or ranker.residual_weight=0")
 
     def evaluate_and_checkpoint() -> None:
         metrics = _validate(accelerator, model, tokenizer, valid_samples, valid_prompts, cfg) if valid_samples else {}
@@ -406,7 +457,8 @@ def train_ranker(model, tokenizer, train_samples: list[Sample], valid_samples: l
             loss = response_loss(model, micro, pad, accelerator.device, letter_ids, gather,
                                  detach_ranking=cfg.index_token_grad == "non_ranking", distill=cfg.distill_weight,
                                  distill_letters=distill_letters,
-                                 temperature=cfg.distill_temperature) * world / len(batch_idx)
+                                 temperature=cfg.distill_temperature, residual=cfg.residual_weight,
+                                 residual_letters=residual_letters) * world / len(batch_idx)
             accelerator.backward(loss)
             batch_loss += float(loss.detach()) / world
         if cfg.grad_clip:
