@@ -92,3 +92,28 @@ def test_recommend_unknown_user(trained_run):
 
     with pytest.raises(ConfigError, match="no user 'nobody'"):
         recommend(trained_run[1], "nobody")
+
+
+def test_residual_selection_reads_the_validation_lists_scores(tmp_path):
+    """ranker.residual_weight: each validation prompt carries the retriever's scores of its own lettered
+    candidates (letter order); a candidate file without scores is a one-line DataError naming the file."""
+    import pandas as pd
+
+    from ulmrec.errors import DataError
+    from ulmrec.ranker.stage import attach_retriever_scores
+
+    run_dir = make_run_dir(tmp_path)
+    path = run_dir / "retrieval" / "candidates_valid.parquet"
+    cands = pd.read_parquet(path)
+    from ulmrec.data.dataset import Dataset
+    from ulmrec.tasks import build_eval_samples
+
+    cfg = tiny_config(run_dir, tmp_path)
+    ids = {u: f"<a_{u}>" for u in range(8)}
+    samples = build_eval_samples(Dataset.load(run_dir), "valid", cands, cfg.tasks, identities=ids)
+    attach_retriever_scores(samples, cands, path)
+    for s in samples:
+        row = cands.set_index("user_idx").loc[s.user_idx]
+        assert s.meta["teacher"] == [float(x) for x in row["scores"][:LETTERS]]
+    with pytest.raises(DataError, match=r"candidates_valid.parquet: field 'scores'"):
+        attach_retriever_scores(samples, cands.drop(columns="scores"), path)
