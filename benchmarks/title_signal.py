@@ -30,21 +30,12 @@ GRID = (0, 0.25, 0.5, 1, 2, 3, 5, 8, 12, 20)
 SIGNALS = ("max", "mean")
 
 
-def similarity_scores(ds, rows, emb, history: int) -> dict[str, "np.ndarray"]:  # noqa: F821
-    """``{signal: (N, C)}``: each candidate's cosine similarity to the user's last ``history`` validation-history
-    titles (``max`` over them; to their ``mean`` vector). ``emb`` holds unit rows per item_idx."""
-    import numpy as np
+def similarity_scores(ds, rows, emb, history: int) -> dict:
+    """``{signal: (N, C)}`` for the rows' users and candidates (:func:`ulmrec.evaluation.title_signal.title_similarity`)."""
+    from ulmrec.evaluation.title_signal import title_similarity
 
-    n, c = len(rows), len(rows["candidates"].iloc[0])
-    out = {s: np.zeros((n, c)) for s in SIGNALS}
-    for i, (u, cands) in enumerate(zip(rows["user_idx"], rows["candidates"], strict=True)):
-        h = emb[np.asarray(ds.history(int(u), "valid")[-history:], dtype=np.int64)]
-        e = emb[np.asarray(cands, dtype=np.int64)]
-        sims = e @ h.T  # (C, H)
-        out["max"][i] = sims.max(1)
-        m = h.mean(0)
-        out["mean"][i] = e @ (m / max(np.linalg.norm(m), 1e-12))
-    return out
+    users, cands = list(rows["user_idx"]), list(rows["candidates"])
+    return {s: title_similarity(ds, users, cands, "valid", emb, history, how=s) for s in SIGNALS}
 
 
 def measure(name: str, run_dir: Path, history: int, n_candidates: int, encode=None) -> dict:
@@ -54,7 +45,7 @@ def measure(name: str, run_dir: Path, history: int, n_candidates: int, encode=No
 
     from ulmrec.data.dataset import Dataset
     from ulmrec.evaluation.stats import choose_fusion_weight, fuse, paired_bootstrap
-    from ulmrec.indexing.encoder import TextEncoder
+    from ulmrec.evaluation.title_signal import title_embeddings
     from ulmrec.metrics import metrics_from_ranks, target_rank
     from ulmrec.tasks.eval_samples import rank_users
 
@@ -64,9 +55,7 @@ def measure(name: str, run_dir: Path, history: int, n_candidates: int, encode=No
     rows = rank_users(cands, n_candidates).reset_index(drop=True)
     rows = rows.assign(candidates=[list(c[:n_candidates]) for c in rows["candidates"]],
                        scores=[list(s[:n_candidates]) for s in rows["scores"]])
-    titles = [str(t) for t in ds.titles]
-    emb = np.asarray((encode or TextEncoder().encode)(titles), dtype=np.float64)
-    emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    emb = title_embeddings(ds, encode=encode)
     sims = similarity_scores(ds, rows, emb, history)
     retr = np.stack([np.asarray(s, dtype=np.float64) for s in rows["scores"]])
     targets = np.array([c.index(int(t)) for c, t in zip(rows["candidates"], rows["target"], strict=True)])

@@ -118,3 +118,63 @@ def _overrides(cfg) -> list[str]:
             f"ranker.batch_size={cfg.ranker.batch_size}", f"ranker.warmup_steps={cfg.ranker.warmup_steps}",
             f"ranker.num_threads={cfg.ranker.num_threads}", f"ranker.max_length={cfg.ranker.max_length}",
             "evaluate.no_history=true"]
+
+
+class _BrandEncoder:
+    """A stand-in for the sentence encoder: a title's vector is its brand ("... by Brand k"), one-hot."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def encode(self, texts, desc="encode"):
+        out = np.zeros((len(texts), 8), dtype=np.float32)
+        for i, t in enumerate(texts):
+            out[i, int(t.rsplit(" ", 1)[-1]) if t else 7] = 1.0
+        return out
+
+
+def test_title_similarity_rows_choose_their_weights_on_validation(evaluated, tmp_path, monkeypatch):
+    """evaluate.title_similarity: "Retriever + title similarity" is the retriever's score + w x the max cosine
+    of each candidate's title to the test history, w from the grid chosen on validation users; the row with
+    ULMRec fuses both on the fusion users; both are paired with the retriever and with each other."""
+    import shutil
+
+    from ulmrec.config import load_config
+    from ulmrec.data.dataset import Dataset
+    from ulmrec.evaluation import stats
+    from ulmrec.evaluation.stage import FUSED_TITLE, TITLE
+    from ulmrec.evaluation.title_signal import title_embeddings, title_similarity
+    from ulmrec.indexing import encoder
+    from ulmrec.metrics import target_rank
+
+    src, cfg, model, _ = evaluated
+    run_dir = tmp_path / "run"
+    shutil.copytree(src, run_dir, ignore=shutil.ignore_patterns("evaluate", ".evaluate.partial"))
+    monkeypatch.setattr(encoder, "TextEncoder", _BrandEncoder)
+    sub = load_config(None, [f"run_dir={run_dir}", f"ranker.model={model}", *_overrides(cfg),
+                             "evaluate.title_similarity=true", "evaluate.position_check=false"])
+    run_stage(get_stage("evaluate"), sub)
+    res = json.loads((run_dir / "evaluate" / "results.json").read_text())
+    assert list(res["models"])[-2:] == [TITLE, FUSED_TITLE]
+    t = res["title_similarity"]
+    assert t["weight"] in sub.evaluate.title_grid and t["valid_users"] == 8 - len(NOT_RETRIEVED)
+    assert t["with_ulmrec"]["retriever_weight"] in sub.evaluate.fusion_grid
+    assert t["with_ulmrec"]["title_weight"] in sub.evaluate.title_grid
+    ranks = pd.read_parquet(run_dir / "evaluate" / "ranks.parquet")
+    ds = Dataset.load(run_dir)
+    cands = pd.read_parquet(run_dir / "retrieval" / "candidates_test.parquet").set_index("user_idx")
+    users = ranks["user_idx"].tolist()
+    lists = [[int(c) for c in cands.loc[u, "candidates"][:LETTERS]] for u in users]
+    retr = np.array([cands.loc[u, "scores"][:LETTERS] for u in users], dtype=np.float64)
+    sim = title_similarity(ds, users, lists, "test", title_embeddings(ds, encode=_BrandEncoder().encode),
+                           sub.tasks.max_history)
+    targets = [c.index(int(x)) for c, x in zip(lists, ranks["target"], strict=True)]
+    expected = target_rank(stats.fuse(retr, sim, t["weight"]), np.array(targets), np.isfinite(retr)).numpy()
+    assert ranks[TITLE].tolist() == expected.tolist()
+    if t["weight"] == 0:
+        assert ranks[TITLE].tolist() == ranks[RETRIEVER].tolist()
+    for name in (TITLE, FUSED_TITLE):
+        assert f"{name} - {RETRIEVER}" in res["paired"]
+    assert f"{FUSED_TITLE} - {TITLE}" in res["paired"]
+    assert TITLE not in res["letter_histogram"] and "_valid" not in res["fusion"]
+    assert "Title similarity" in (run_dir / "evaluate" / "results.md").read_text()

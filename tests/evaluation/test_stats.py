@@ -284,3 +284,25 @@ def test_evaluate_fingerprint_covers_the_validation_candidates_and_the_preferenc
     assert art.PREFERENCE_REPORT.path(tmp_path) in inputs
     off = load_config(["sample"], [f"run_dir={tmp_path}", "evaluate.fusion=false"])
     assert art.candidates_path(tmp_path, "valid") not in stage.inputs(off, tmp_path)
+
+
+def test_fuse_terms_adds_each_weighted_term_to_the_lm_log_softmax():
+    from ulmrec.evaluation.stats import choose_fusion_weights, fuse, fuse_terms, log_softmax_rows
+
+    lm = np.array([[1.0, 2.0, -np.inf], [0.0, 1.0, 3.0]])
+    retr = np.array([[3.0, 1.0, 0.0], [1.0, 2.0, 3.0]])
+    sim = np.array([[0.5, 0.1, 0.0], [0.2, 0.9, 0.1]])
+    got = fuse_terms(lm, [retr, sim], [2.0, 3.0])
+    want = log_softmax_rows(lm) + 2.0 * retr + 3.0 * sim
+    assert np.isneginf(got[0, 2]) and np.allclose(got[np.isfinite(lm)], want[np.isfinite(lm)])
+    assert np.array_equal(fuse_terms(lm, [retr], [2.0]), fuse(lm, retr, 2.0))
+    with pytest.raises(ValueError, match="term 1"):
+        fuse_terms(lm, [retr, sim[:, :2]], [1.0, 1.0])
+    with pytest.raises(ValueError, match="2 score terms for 1"):
+        fuse_terms(lm, [retr, sim], [1.0])
+    # the LM alone ranks both targets (columns 0 and 1) second; the similarity puts both first
+    (w_r, w_s), by = choose_fusion_weights(lm, [retr, sim], [0, 1], [[0, 1], [0, 10]])
+    assert len(by) == 4 and by[f"{w_r:g},{w_s:g}"] == max(by.values()) == 1.0
+    assert by["0,0"] == pytest.approx(1 / np.log2(3)) and (w_r, w_s) == (0.0, 10.0)
+    ties, _ = choose_fusion_weights(np.zeros((1, 2)), [np.zeros((1, 2)), np.zeros((1, 2))], [0], [[0, 1], [0, 1]])
+    assert ties == (0.0, 0.0)  # ties keep the smallest weights

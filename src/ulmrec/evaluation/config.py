@@ -30,6 +30,18 @@ class EvaluateConfig:
     """(int) Validation Rank users the fusion weight is chosen on (0 = all)."""
     fusion_grid: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0])
     """(list[float]) Candidate fusion weights (ties go to the smaller)."""
+    title_similarity: bool = False
+    """(bool) Also report two rows beyond the paper: "Retriever + title similarity" (no LLM: the retriever's
+    score + w x the cosine similarity of each candidate's title to the user's last tasks.max_history history
+    titles, the most similar one, embedded with title_encoder; w chosen on every validation Rank user) and
+    "ULMRec + retriever + title similarity" (the fusion row + w x that similarity; both weights chosen on the
+    fusion_users validation users). The first shows the signal the titles hold beyond the retriever, the second
+    whether the LLM adds anything beyond it."""
+    title_encoder: str = "all-MiniLM-L6-v2"
+    """(str) sentence-transformers model (name or directory) of title_similarity; the default loads the packaged
+    copy offline."""
+    title_grid: list[float] = field(default_factory=lambda: [0.0, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 12.0])
+    """(list[float]) Candidate weights of the title similarity (ties go to the smaller)."""
     bootstrap: int = 2000
     """(int) Bootstrap resamples of the users for the paired 95 % intervals."""
 
@@ -42,5 +54,7 @@ class EvaluateConfig:
             raise ValueError("evaluate.fusion_users must be >= 0 and evaluate.bootstrap >= 100")
         if not self.fusion_grid or any(w < 0 for w in self.fusion_grid):
             raise ValueError(f"evaluate.fusion_grid must be a non-empty list of weights >= 0, got {self.fusion_grid}")
+        if not self.title_grid or any(w < 0 for w in self.title_grid):
+            raise ValueError(f"evaluate.title_grid must be a non-empty list of weights >= 0, got {self.title_grid}")
         if self.chunk_users < 1:
             raise ValueError(f"evaluate.chunk_users must be >= 1, got {self.chunk_users}")

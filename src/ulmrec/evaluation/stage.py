@@ -37,6 +37,7 @@ log = logging.getLogger("ulmrec")
 
 ULMREC, LLAMAREC, ULMREC_UID, RETRIEVER = "ULMRec", "LlamaRec-style", "ULMRec-uid (no history)", "Retriever order"
 ZERO_SHOT, FUSED, SHUFFLED = "Zero-shot (untuned LM)", "ULMRec + retriever", "ULMRec, candidates shuffled"
+TITLE, FUSED_TITLE = "Retriever + title similarity", "ULMRec + retriever + title similarity"
 
 
 def _adapters(cfg: Config, run_dir: Path) -> list[tuple[str, Path, str]]:
@@ -53,7 +54,7 @@ def _inputs(cfg: Config, run_dir: Path) -> list[Path]:
     files = [art.INTERACTIONS.path(run_dir), art.ITEMS.path(run_dir), art.candidates_path(run_dir, "test")]
     if cfg.tasks.identity == "index":
         files.append(art.user_index_path(run_dir))
-    if cfg.evaluate.fusion:  # the fusion weight is chosen on the validation candidates
+    if cfg.evaluate.fusion or cfg.evaluate.title_similarity:  # fusion weights are chosen on validation users
         files.append(art.candidates_path(run_dir, "valid"))
     for provenance in (art.PREFERENCE_REPORT.path(run_dir), art.SOURCE_PREFERENCES.path(run_dir)):
         if provenance.exists():  # which sentences the results used is part of results.json
@@ -199,7 +200,7 @@ def _build(cfg: Config, run_dir: Path, out: Path) -> dict:
         shuffled = samples_for(cfg.tasks.prompt, _shuffled(cands, n, cfg.seed))
         scores, seconds = score_in_chunks(ulmrec_ranker, shuffled, cfg, out / "parts", SHUFFLED)
         record(SHUFFLED, shuffled, scores, seconds, 0.0)
-    fusion = None
+    fusion = title = None
     if ev.fusion and ulmrec_ranker is not None:
         fusion = _fusion(cfg, run_dir, ulmrec_ranker, samples_for, n)
         fused = stats.fuse(scores_by[ULMREC], _retriever_scores(cands, ulmrec_samples, n), fusion["weight"])
@@ -207,11 +208,19 @@ def _build(cfg: Config, run_dir: Path, out: Path) -> dict:
     del ulmrec_ranker
     if per_user is None:
         raise ConfigError("nothing to evaluate")
+    if ev.title_similarity:
+        title, rows = _title_rows(cfg, run_dir, ds, cands, samples_for, fusion, scores_by, ulmrec_samples, n)
+        for name, samples, scores, seconds in rows:
+            lm_seconds = results[ULMREC]["seconds_per_user"] * len(samples) if name == FUSED_TITLE else 0.0
+            record(name, samples, scores, seconds + lm_seconds, 0.0)
 
+    if fusion is not None:
+        fusion.pop("_valid", None)
     subset = ev.max_users and len(per_user) < int((all_ranks >= 0).sum())
     results[RETRIEVER] = {"seconds_per_user": 0.0, "scored_users": len(per_user)}
     missed = np.full(int((all_ranks < 0).sum()), -1, dtype=np.int64)
-    order = [RETRIEVER] + [k for k in (ZERO_SHOT, LLAMAREC, ULMREC, FUSED, ULMREC_UID, SHUFFLED) if k in results]
+    order = [RETRIEVER] + [k for k in (ZERO_SHOT, LLAMAREC, ULMREC, FUSED, ULMREC_UID, SHUFFLED, TITLE, FUSED_TITLE)
+                           if k in results]
     for name in order:
         rank = metrics_from_ranks(per_user[name].to_numpy(), ks)
         if subset:
@@ -220,16 +229,17 @@ def _build(cfg: Config, run_dir: Path, out: Path) -> dict:
             overall = rank_and_overall(np.concatenate([per_user[name].to_numpy(), missed]), ks)["Overall"]
         results[name].update(Rank=rank, Overall=overall)
     metrics = [f"{m}@{k}" for k in ks for m in ("NDCG", "Recall", "MRR")]
-    extra = [(ULMREC, LLAMAREC), (FUSED, ULMREC), (ULMREC, ZERO_SHOT), (ULMREC, SHUFFLED)]
+    extra = [(ULMREC, LLAMAREC), (FUSED, ULMREC), (ULMREC, ZERO_SHOT), (ULMREC, SHUFFLED), (FUSED_TITLE, TITLE)]
     paired = stats.paired_table({k: per_user[k].to_numpy() for k in order}, reference=RETRIEVER,
                                 extra_pairs=[p for p in extra if p[0] in results and p[1] in results],
                                 metrics=metrics, n_boot=ev.bootstrap, seed=cfg.seed)
-    hist = {k: stats.letter_histogram(v) for k, v in scores_by.items() if k != FUSED}
+    hist = {k: stats.letter_histogram(v) for k, v in scores_by.items() if k not in (FUSED, TITLE, FUSED_TITLE)}
     stats.plot_letter_histograms(hist, out / art.LETTERS.name)
     summary = {"test_users": len(cands), "rank_users": int((all_ranks >= 0).sum()), "scored_rank_users": len(per_user),
                "coverage": coverage, "subset": bool(subset), "num_candidates": n, "device": device,
                "model": cfg.ranker.model, "models": {k: results[k] for k in order}, "paired": paired,
                "letter_histogram": {k: [int(c) for c in v] for k, v in hist.items()}, "fusion": fusion,
+               "title_similarity": title,
                "preferences": preference_note(run_dir)}
     write_json(out / art.RESULTS.name, summary)
     write_text(out / art.RESULTS_TABLE.name, results_markdown(summary, ks))
@@ -241,7 +251,8 @@ def _build(cfg: Config, run_dir: Path, out: Path) -> dict:
 
 
 def _fusion(cfg: Config, run_dir: Path, ranker, samples_for, n: int) -> dict:
-    """The fusion weight w of "ULMRec + retriever", chosen on validation users only (w = 0 allowed)."""
+    """The fusion weight w of "ULMRec + retriever", chosen on validation users only (w = 0 allowed); the
+    validation letter scores and samples ride along (``_valid``) for the title-similarity row."""
     from ulmrec.evaluation import stats  # defers scipy (0.1 s)
 
     valid_cands = pd.read_parquet(art.candidates_path(run_dir, "valid"))
@@ -250,7 +261,53 @@ def _fusion(cfg: Config, run_dir: Path, ranker, samples_for, n: int) -> dict:
     retr = _retriever_scores(valid_cands, samples, n)
     w, by_w = stats.choose_fusion_weight(lm, retr, [s.target for s in samples], grid=cfg.evaluate.fusion_grid)
     return {"weight": w, "valid_users": len(samples), "valid_NDCG@10_by_weight": {str(k): v for k, v in by_w.items()},
-            "retriever_scores": "candidate file scores" if "scores" in valid_cands else "-log(position + 1)"}
+            "retriever_scores": "candidate file scores" if "scores" in valid_cands else "-log(position + 1)",
+            "_valid": (lm, samples, retr)}
+
+
+def _title_rows(cfg: Config, run_dir: Path, ds: Dataset, cands: pd.DataFrame, samples_for, fusion: dict | None,
+                scores_by: dict, ulmrec_samples, n: int) -> tuple[dict, list]:
+    """"Retriever + title similarity" (w on every validation Rank user) and, with the fusion row,
+    "ULMRec + retriever + title similarity" (both weights on the fusion users): the weights from validation
+    users only, then the test scores. Returns (the summary, [(row name, samples, scores, seconds)])."""
+    from collections import namedtuple
+
+    from ulmrec.evaluation import stats  # defers scipy (0.1 s)
+    from ulmrec.evaluation.title_signal import title_embeddings, title_similarity
+    from ulmrec.tasks.eval_samples import rank_users
+
+    ev, hist = cfg.evaluate, cfg.tasks.max_history
+    t0 = time.perf_counter()
+    emb = title_embeddings(ds, ev.title_encoder)
+    valid_cands = pd.read_parquet(art.candidates_path(run_dir, "valid"))
+    rows = rank_users(valid_cands, n)
+    lists = [[int(c) for c in cs[:n]] for cs in rows["candidates"]]
+    listed = namedtuple("listed", "user_idx candidates")
+    v_retr = _retriever_scores(rows, [listed(int(u), c) for u, c in zip(rows["user_idx"], lists, strict=True)], n)
+    v_sim = title_similarity(ds, rows["user_idx"].tolist(), lists, "valid", emb, hist)
+    v_sim = np.where(np.isfinite(v_retr), np.pad(v_sim, ((0, 0), (0, n - v_sim.shape[1]))), 0.0)
+    v_t = [c.index(int(t)) for c, t in zip(lists, rows["target"], strict=True)]
+    w, by_w = stats.choose_fusion_weight(v_retr, v_sim, v_t, grid=ev.title_grid)
+    samples = ulmrec_samples if ulmrec_samples is not None else samples_for("no_index")
+    t_retr = _retriever_scores(cands, samples, n)
+    t_sim = title_similarity(ds, [s.user_idx for s in samples], [s.candidates for s in samples], "test", emb, hist)
+    t_sim = np.where(np.isfinite(t_retr), np.pad(t_sim, ((0, 0), (0, n - t_sim.shape[1]))), 0.0)
+    seconds = time.perf_counter() - t0
+    rows_out = [(TITLE, samples, stats.fuse(t_retr, t_sim, w), seconds)]
+    out = {"weight": w, "valid_users": len(v_t), "valid_NDCG@10_by_weight": {str(k): v for k, v in by_w.items()},
+           "encoder": ev.title_encoder, "history": hist, "similarity": "max cosine to the history titles"}
+    if fusion is not None and ULMREC in scores_by:
+        lm, v_samples, f_retr = fusion.pop("_valid")
+        f_sim = title_similarity(ds, [s.user_idx for s in v_samples], [s.candidates for s in v_samples], "valid",
+                                 emb, hist)
+        f_sim = np.where(np.isfinite(f_retr), np.pad(f_sim, ((0, 0), (0, n - f_sim.shape[1]))), 0.0)
+        (w_r, w_s), by = stats.choose_fusion_weights(lm, [f_retr, f_sim], [s.target for s in v_samples],
+                                                     [ev.fusion_grid, ev.title_grid])
+        fused = stats.fuse_terms(scores_by[ULMREC], [t_retr, t_sim], [w_r, w_s])
+        rows_out.append((FUSED_TITLE, ulmrec_samples, fused, 0.0))
+        out["with_ulmrec"] = {"retriever_weight": w_r, "title_weight": w_s, "valid_users": len(v_samples),
+                              "valid_NDCG@10_by_weights": by}
+    return out, rows_out
 
 
 def preference_note(run_dir: Path) -> str:
@@ -286,6 +343,13 @@ def results_markdown(summary: dict, ks: list[int]) -> str:
         f = summary["fusion"]
         lines += ["", f"Fusion weight w = {f['weight']} (chosen on {f['valid_users']} validation users; retriever "
                   f"scores: {f['retriever_scores']})."]
+    if summary.get("title_similarity"):
+        t = summary["title_similarity"]
+        lines += ["", f"Title similarity ({t['similarity']}, last {t['history']} titles, {t['encoder']}): w = "
+                  f"{t['weight']} for \"{TITLE}\" (chosen on {t['valid_users']} validation Rank users)"
+                  + (f"; \"{FUSED_TITLE}\": retriever w = {t['with_ulmrec']['retriever_weight']}, title w = "
+                     f"{t['with_ulmrec']['title_weight']} (chosen on {t['with_ulmrec']['valid_users']} validation "
+                     "users)" if t.get("with_ulmrec") else "") + ". Beyond the paper: the similarity row has no LLM."]
     if summary.get("letter_histogram"):
         from ulmrec.evaluation.stats import letter_histogram_markdown  # defers scipy (0.1 s)
 

@@ -305,6 +305,53 @@ def choose_fusion_weight(lm_scores: np.ndarray, retriever_scores: np.ndarray, ta
     return best, values
 
 
+def fuse_terms(lm_scores: np.ndarray, terms: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
+    """``log_softmax(lm) + sum_j weights[j] x terms[j]`` over each row's valid candidates (the LM's finite
+    scores), ``-inf`` elsewhere; each term is ``(N, C)`` or ``(C,)`` like :func:`fuse`'s retriever scores, and one
+    term is :func:`fuse`."""
+    if len(terms) != len(weights) or not len(terms):
+        raise ValueError(f"{len(terms)} score terms for {len(weights)} weights")
+    out = fuse(lm_scores, terms[0], weights[0])
+    valid = np.isfinite(out)
+    for j, (term, w) in enumerate(zip(terms[1:], weights[1:], strict=True), start=1):
+        t = np.asarray(term, dtype=np.float64)
+        try:
+            t = np.broadcast_to(t, out.shape)
+        except ValueError:
+            raise ValueError(f"score term {j} of shape {t.shape} does not match the LM scores {out.shape}") from None
+        if not np.isfinite(w) or not np.isfinite(t[valid]).all():
+            raise ValueError(f"score term {j} and its weight must be finite at every candidate the LM scored")
+        out = out + w * np.where(valid, t, 0.0)
+    return np.where(valid, out, -np.inf)
+
+
+def choose_fusion_weights(lm_scores: np.ndarray, terms: Sequence[np.ndarray], targets: np.ndarray | Sequence[int],
+                          grids: Sequence[Sequence[float]], metric: str = "NDCG@10") -> tuple[tuple[float, ...], dict]:
+    """:func:`choose_fusion_weight` for several score terms at once: the weight tuple of the grids' product with
+    the best mean ``metric`` (ties keep the tuple that comes first, smallest weights first) and
+    ``{"w1,w2,...": metric}``. VALIDATION users only."""
+    import itertools
+
+    parse_metric(metric)
+    lm = _scores(lm_scores, "lm_scores")
+    t = np.asarray(targets, dtype=np.int64).reshape(-1)
+    if len(t) != len(lm):
+        raise ValueError(f"{len(t)} targets for {len(lm)} score rows")
+    grids = [sorted({float(w) for w in g}) for g in grids]
+    if len(grids) != len(terms) or any(not g or any(not np.isfinite(w) or w < 0 for w in g) for g in grids):
+        raise ValueError("one non-empty grid of finite weights >= 0 per score term is needed")
+    valid = np.isfinite(lm)
+    values: dict[str, float] = {}
+    best, best_v = None, -np.inf
+    for ws in itertools.product(*grids):
+        ranks = target_rank(fuse_terms(lm, terms, ws), t, valid).numpy()
+        v = float(per_user_metric(ranks, metric).mean()) if len(ranks) else float("nan")
+        values[",".join(f"{w:g}" for w in ws)] = v
+        if best is None or v > best_v:
+            best, best_v = ws, v
+    return tuple(best), values
+
+
 # ----------------------------------------------------------------------------------------- position checks
 def position_check_permutations(n_users: int, n_candidates: int, seed: int) -> np.ndarray:
     """``(N, C)`` int64, each row a random permutation of 0..C-1 (seeded): row i shows the user's original
