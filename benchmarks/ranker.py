@@ -159,9 +159,20 @@ def markdown(out: dict) -> str:
     if res.get("fusion"):
         lines += ["", f"Fusion weight of ULMRec + retriever: {res['fusion']['weight']} (chosen on "
                   f"{res['fusion']['valid_users']} validation users)."]
+    if res.get("title_similarity"):
+        t = res["title_similarity"]
+        lines += ["", f"Title similarity rows (beyond the paper): \"Retriever + title similarity\" has no LLM: the "
+                  f"retriever's score + {t['weight']} x the {t['similarity']} ({t['encoder']}, last {t['history']} "
+                  f"titles), the weight chosen on {t['valid_users']} validation Rank users"
+                  + (f"; \"ULMRec + retriever + title similarity\": retriever weight "
+                     f"{t['with_ulmrec']['retriever_weight']}, title weight {t['with_ulmrec']['title_weight']}, "
+                     f"chosen on {t['with_ulmrec']['valid_users']} validation users" if t.get("with_ulmrec") else "")
+                  + "."]
     if res.get("preferences"):
         lines += ["", f"Preference sentences: {res['preferences']}."]
     lines += ["", "Settings: " + ", ".join(f"`{o}`" for o in out["overrides"] if not o.startswith("run_dir"))]
+    if out.get("provenance"):
+        lines += ["", f"Provenance: {out['provenance']}"]
     return "\n".join(lines)
 
 

@@ -282,7 +282,9 @@ def test_evaluate_fingerprint_covers_the_validation_candidates_and_the_preferenc
     inputs = stage.inputs(cfg, tmp_path)
     assert art.candidates_path(tmp_path, "valid") in inputs
     assert art.PREFERENCE_REPORT.path(tmp_path) in inputs
-    off = load_config(["sample"], [f"run_dir={tmp_path}", "evaluate.fusion=false"])
+    title = load_config(["sample"], [f"run_dir={tmp_path}", "evaluate.fusion=false", "evaluate.title_similarity=true"])
+    assert art.candidates_path(tmp_path, "valid") in stage.inputs(title, tmp_path)  # its weight is chosen there too
+    off = load_config(["sample"], [f"run_dir={tmp_path}", "evaluate.fusion=false", "evaluate.title_similarity=false"])
     assert art.candidates_path(tmp_path, "valid") not in stage.inputs(off, tmp_path)
 
 

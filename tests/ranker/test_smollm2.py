@@ -26,7 +26,12 @@ def test_smollm2_trains_and_evaluates(tmp_path):
     assert ulm["steps"] == 3 and ulm["best_valid_NDCG@10"] > 0
     log = [json.loads(x) for x in (run_dir / "ranker" / "train_log.jsonl").read_text().splitlines()]
     assert all(e["loss"] > 0 for e in log if e["event"] == "train")
-    run_stage(get_stage("evaluate"), cfg)
+    run_stage(get_stage("evaluate"), tiny_config(run_dir, "smollm2-135m-instruct", "ranker.max_steps=3",
+                                                 "ranker.eval_every=3", "ranker.max_length=1024",
+                                                 "ranker.num_threads=2", "evaluate.title_similarity=true"))
     res = json.loads((run_dir / "evaluate" / "results.json").read_text())
     assert res["models"]["ULMRec"]["scored_users"] == res["rank_users"]
     assert 0 < res["models"]["ULMRec"]["Rank"]["Recall@10"] <= 1
+    # the real MiniLM embeds the titles: both title rows are scored on the same users
+    for row in ("Retriever + title similarity", "ULMRec + retriever + title similarity"):
+        assert res["models"][row]["scored_users"] == res["rank_users"]
