@@ -344,13 +344,17 @@ def test_distillation_adds_the_soft_target_cross_entropy(tiny_llama):
     assert torch.allclose(got, response_loss(model, e, tok.pad_token_id, "cpu") + soft, atol=1e-4)
 
 
-def test_distillation_needs_scored_samples(tiny_llama, tmp_path):
-    cfg = _cfg(tiny_llama, distill_weight=0.5, max_steps=2)
+@pytest.mark.parametrize("setting, bad", [("distill_weight", {"distill_temperature": 0}),
+                                          ("residual_weight", {"residual_weight": -1})])
+def test_retriever_score_settings_need_scored_samples(tiny_llama, tmp_path, setting, bad):
+    """distill_weight and residual_weight read the retriever's scores: training samples without them stop with a
+    ConfigError before a step; an impossible value is refused when the settings are made."""
+    cfg = _cfg(tiny_llama, **{setting: 0.5}, max_steps=2)
     model, tok = build_ranker(cfg, INDEX, "cpu")
-    with pytest.raises(ConfigError, match="distill_weight"):
+    with pytest.raises(ConfigError, match=setting):
         train_ranker(model, tok, [next_item_sample(0, n=4, target=1)], [], cfg, tmp_path / "out")
-    with pytest.raises(ValueError, match="distill_temperature"):
-        _cfg(tiny_llama, distill_temperature=0)
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        _cfg(tiny_llama, **bad)
 
 
 def test_residual_adds_the_retrievers_log_softmax_to_the_letter_logits(tiny_llama):
@@ -417,11 +421,3 @@ def test_residual_selection_ranks_the_fused_scores():
     t = np.array([5.0, 0.0, 0.0])
     assert np.allclose(small[0, :3], letters[0, :3] + 0.1 * (t - np.log(np.exp(t).sum())))
 
-
-def test_residual_needs_scored_samples(tiny_llama, tmp_path):
-    cfg = _cfg(tiny_llama, residual_weight=1.0, max_steps=2)
-    model, tok = build_ranker(cfg, INDEX, "cpu")
-    with pytest.raises(ConfigError, match="residual_weight"):
-        train_ranker(model, tok, [next_item_sample(0, n=4, target=1)], [], cfg, tmp_path / "out")
-    with pytest.raises(ValueError, match="residual_weight"):
-        _cfg(tiny_llama, residual_weight=-1)
