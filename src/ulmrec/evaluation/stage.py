@@ -25,12 +25,14 @@ from ulmrec import artifacts as art
 from ulmrec.config import Config
 from ulmrec.data.dataset import Dataset
 from ulmrec.errors import ConfigError
+from ulmrec.evaluation.title_signal import title_embeddings, title_similarity
 from ulmrec.io import read_json, write_json, write_parquet, write_text
 from ulmrec.metrics import format_table, metrics_from_ranks, rank_and_overall
 from ulmrec.ranker.engine import Ranker, base_title_cutter, load_identities
 from ulmrec.ranker.predict import ranks_from_scores
 from ulmrec.stage import Stage
 from ulmrec.tasks import build_eval_samples
+from ulmrec.tasks.eval_samples import rank_users
 from ulmrec.utils import resolve_device
 
 log = logging.getLogger("ulmrec")
@@ -273,8 +275,6 @@ def _title_rows(cfg: Config, run_dir: Path, ds: Dataset, cands: pd.DataFrame, sa
     from collections import namedtuple
 
     from ulmrec.evaluation import stats  # defers scipy (0.1 s)
-    from ulmrec.evaluation.title_signal import title_embeddings, title_similarity
-    from ulmrec.tasks.eval_samples import rank_users
 
     ev, hist = cfg.evaluate, cfg.tasks.max_history
     t0 = time.perf_counter()

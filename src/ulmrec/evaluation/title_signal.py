@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from ulmrec.data.dataset import Dataset
+from ulmrec.indexing.encoder import TextEncoder
 
 HOW = ("max", "mean")
 
@@ -23,9 +24,7 @@ def title_embeddings(ds: Dataset, encoder: str = "all-MiniLM-L6-v2",
                      encode: Callable[[list[str]], np.ndarray] | None = None) -> np.ndarray:
     """``(num_items + 1, dim)`` float64 unit rows per item_idx (row 0, the padding item, is zero)."""
     if encode is None:
-        from ulmrec.indexing.encoder import TextEncoder  # defers sentence-transformers
-
-        encode = TextEncoder(encoder).encode
+        encode = TextEncoder(encoder).encode  # loads sentence-transformers on first use
     emb = np.asarray(encode([str(t) for t in ds.titles]), dtype=np.float64)
     emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
     emb[0] = 0.0
