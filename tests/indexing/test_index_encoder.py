@@ -51,3 +51,17 @@ def test_encode_batches_deduplicates_and_reuses_the_cache():
 def test_unknown_encoder_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="cannot load it offline"):
         TextEncoder(str(tmp_path / "no-such-model"), cache=False).encode(["x"])
+
+
+def test_a_decoder_lm_without_a_pad_token_encodes_in_batches(tmp_path):
+    """A plain Hugging Face causal LM directory (no pad token, like SmolLM2) is mean-pooled by
+    sentence-transformers; batches of unequal length get the end-of-text token as padding, masked out."""
+    from helpers import build_tiny_llama
+
+    model = build_tiny_llama(tmp_path / "lm")
+    enc = TextEncoder(str(model), batch_size=4, cache=False)
+    texts = ["a gentle shampoo for dry hair", "red lipstick"]
+    both = enc.encode(texts)
+    alone = TextEncoder(str(model), batch_size=1, cache=False).encode(texts[1:])
+    assert both.shape == (2, 32) and np.isfinite(both).all()
+    np.testing.assert_allclose(both[1], alone[0], rtol=1e-4, atol=1e-5)  # the padding does not leak in

@@ -120,6 +120,9 @@ class TextEncoder:
                                   "model directory or a model in the Hugging Face cache") from err
             if self.max_seq_length:
                 self._model.max_seq_length = self.max_seq_length
+            tok = getattr(self._model, "tokenizer", None)
+            if tok is not None and tok.pad_token is None and tok.eos_token is not None:
+                tok.pad_token = tok.eos_token  # a decoder LM (mean-pooled, masked): batches need a pad id
         return self._model
 
     @property
