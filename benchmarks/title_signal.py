@@ -25,8 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import REPO, header, save  # noqa: E402
 
-#: Fusion weights tried on the choosing half (cosine similarities lie in [-1, 1]; w = 0 is the retriever).
-GRID = (0, 0.25, 0.5, 1, 2, 3, 5, 8, 12, 20)
+#: Fusion weights tried on the choosing half (cosines lie in [-1, 1]; a decoder LM's mean-pooled ones sit close
+#: together, so the grid runs far; w = 0 is the retriever).
+GRID = (0, 0.25, 0.5, 1, 2, 3, 5, 8, 12, 20, 30, 50, 80, 120, 200)
 SIGNALS = ("max", "mean")
 
 
@@ -38,7 +39,8 @@ def similarity_scores(ds, rows, emb, history: int) -> dict:
     return {s: title_similarity(ds, users, cands, "valid", emb, history, how=s) for s in SIGNALS}
 
 
-def measure(name: str, run_dir: Path, history: int, n_candidates: int, encode=None) -> dict:
+def measure(name: str, run_dir: Path, history: int, n_candidates: int, encode=None,
+            encoder: str = "all-MiniLM-L6-v2") -> dict:
     """The table's rows for one run directory; ``encode`` (texts -> vectors) defaults to MiniLM."""
     import numpy as np
     import pandas as pd
@@ -55,7 +57,7 @@ def measure(name: str, run_dir: Path, history: int, n_candidates: int, encode=No
     rows = rank_users(cands, n_candidates).reset_index(drop=True)
     rows = rows.assign(candidates=[list(c[:n_candidates]) for c in rows["candidates"]],
                        scores=[list(s[:n_candidates]) for s in rows["scores"]])
-    emb = title_embeddings(ds, encode=encode)
+    emb = title_embeddings(ds, encoder, encode=encode)
     sims = similarity_scores(ds, rows, emb, history)
     retr = np.stack([np.asarray(s, dtype=np.float64) for s in rows["scores"]])
     targets = np.array([c.index(int(t)) for c, t in zip(rows["candidates"], rows["target"], strict=True)])
@@ -90,7 +92,7 @@ def _ci(d: dict) -> str:
 def markdown(result: dict) -> str:
     lines = ["# Title similarity beside the retriever (validation users, no training)", "",
              "Every candidate of a validation Rank user's retriever top-20 scored by the cosine similarity of its "
-             "title (all-MiniLM-L6-v2) to the user's last "
+             f"title ({result.get('encoder', 'all-MiniLM-L6-v2')}) to the user's last "
              f"{result['history']} history titles: `max` = the most similar history title, `mean` = the mean "
              "history vector. Fused = retriever score + w x similarity, w chosen on a fixed random half of the "
              "users, the paired difference to the retriever's order (bootstrap 95 % interval) on the other half. "
@@ -113,6 +115,9 @@ def main() -> int:
     ap.add_argument("--history", type=int, default=10, help="history titles compared (the ranker's tasks.max_history)")
     ap.add_argument("--candidates", type=int, default=20)
     ap.add_argument("--out", default="title_signal")
+    ap.add_argument("--encoder", default="all-MiniLM-L6-v2",
+                    help="sentence-transformers model name or directory (a plain Hugging Face model directory is "
+                         "mean-pooled, e.g. the ranker's LM)")
     args = ap.parse_args()
     load_before = os.getloadavg()
     datasets = {}
@@ -123,12 +128,13 @@ def main() -> int:
         run = Path(path) if Path(path).is_absolute() else REPO / path
         if not (run / "retrieval" / "candidates_valid.parquet").exists():
             raise SystemExit(f"{run}: no retrieval/candidates_valid.parquet (run the retrieval stage first)")
-        datasets[name] = measure(name, run, args.history, args.candidates)
+        datasets[name] = measure(name, run, args.history, args.candidates, encoder=args.encoder)
         try:
             datasets[name]["run"] = str(run.resolve().relative_to(REPO))
         except ValueError:
             pass
-    result = {**header(), "datasets": datasets, "history": args.history, "load_before": load_before,
+    result = {**header(), "datasets": datasets, "history": args.history, "encoder": args.encoder,
+              "load_before": load_before,
               "load_after": os.getloadavg()}
     save(args.out, result, markdown(result))
     return 0
