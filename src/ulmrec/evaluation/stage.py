@@ -32,6 +32,7 @@ from ulmrec.ranker.engine import Ranker, base_title_cutter, load_identities
 from ulmrec.ranker.predict import ranks_from_scores
 from ulmrec.stage import Stage
 from ulmrec.tasks import build_eval_samples
+from ulmrec.tasks.candidate_lists import list_scores
 from ulmrec.tasks.eval_samples import rank_users
 from ulmrec.utils import resolve_device
 
@@ -112,20 +113,21 @@ def score_in_chunks(ranker, samples, cfg: Config, parts: Path, name: str) -> tup
     return (np.concatenate(padded) if padded else np.zeros((0, 0), np.float32)), seconds
 
 
-def _retriever_scores(cands: pd.DataFrame, samples, n: int) -> np.ndarray:
-    """The retriever's own scores of each sample's lettered candidates (the ``scores`` column of the candidate
-    file; its position, ``-log(position + 1)``, when the file has none), in letter order."""
+def _retriever_scores(cands: pd.DataFrame, users, lists, n: int) -> np.ndarray:
+    """``(N, n)``: the retriever's own scores of each user's lettered candidates (the ``scores`` column of the
+    candidate file; its position, ``-log(position + 1)``, when the file has none), in letter order."""
     from ulmrec.evaluation.stats import retriever_rank_scores  # defers scipy (0.1 s)
 
-    by_user = cands.set_index("user_idx")
-    out = np.full((len(samples), n), -np.inf, dtype=np.float64)
-    for i, s in enumerate(samples):
-        row = by_user.loc[s.user_idx]
-        if [int(c) for c in row["candidates"][:n]] != list(s.candidates):
-            raise RuntimeError("a prompt's candidates are not the retriever's list in order")  # a bug, not input
-        out[i, :len(s.candidates)] = (np.asarray(row["scores"][:n], dtype=np.float64) if "scores" in by_user
-                                      else retriever_rank_scores(n)[:len(s.candidates)])
+    scores = list_scores(cands, users, lists)
+    out = np.full((len(lists), n), -np.inf, dtype=np.float64)
+    for i, items in enumerate(lists):
+        out[i, :len(items)] = scores[i] if scores is not None else retriever_rank_scores(n)[:len(items)]
     return out
+
+
+def _listed(samples) -> tuple[list[int], list[list[int]]]:
+    """(users, lettered candidate lists) of prompts."""
+    return [s.user_idx for s in samples], [list(s.candidates) for s in samples]
 
 
 def _shuffled(cands: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
@@ -202,22 +204,20 @@ def _build(cfg: Config, run_dir: Path, out: Path) -> dict:
         shuffled = samples_for(cfg.tasks.prompt, _shuffled(cands, n, cfg.seed))
         scores, seconds = score_in_chunks(ulmrec_ranker, shuffled, cfg, out / "parts", SHUFFLED)
         record(SHUFFLED, shuffled, scores, seconds, 0.0)
-    fusion = title = None
+    fusion = fusion_valid = title = None
     if ev.fusion and ulmrec_ranker is not None:
-        fusion = _fusion(cfg, run_dir, ulmrec_ranker, samples_for, n)
-        fused = stats.fuse(scores_by[ULMREC], _retriever_scores(cands, ulmrec_samples, n), fusion["weight"])
+        fusion, fusion_valid = _fusion(cfg, run_dir, ulmrec_ranker, samples_for, n)
+        fused = stats.fuse(scores_by[ULMREC], _retriever_scores(cands, *_listed(ulmrec_samples), n), fusion["weight"])
         record(FUSED, ulmrec_samples, fused, results[ULMREC]["seconds_per_user"] * len(ulmrec_samples), 0.0)
     del ulmrec_ranker
     if per_user is None:
         raise ConfigError("nothing to evaluate")
     if ev.title_similarity:
-        title, rows = _title_rows(cfg, run_dir, ds, cands, samples_for, fusion, scores_by, ulmrec_samples, n)
+        title, rows = _title_rows(cfg, run_dir, ds, cands, samples_for, fusion_valid, scores_by, ulmrec_samples, n)
         for name, samples, scores, seconds in rows:
             lm_seconds = results[ULMREC]["seconds_per_user"] * len(samples) if name == FUSED_TITLE else 0.0
             record(name, samples, scores, seconds + lm_seconds, 0.0)
 
-    if fusion is not None:
-        fusion.pop("_valid", None)
     subset = ev.max_users and len(per_user) < int((all_ranks >= 0).sum())
     results[RETRIEVER] = {"seconds_per_user": 0.0, "scored_users": len(per_user)}
     missed = np.full(int((all_ranks < 0).sum()), -1, dtype=np.int64)
@@ -252,55 +252,53 @@ def _build(cfg: Config, run_dir: Path, out: Path) -> dict:
                    "s/user": results[name]["seconds_per_user"]} for name in order}
 
 
-def _fusion(cfg: Config, run_dir: Path, ranker, samples_for, n: int) -> dict:
-    """The fusion weight w of "ULMRec + retriever", chosen on validation users only (w = 0 allowed); the
-    validation letter scores and samples ride along (``_valid``) for the title-similarity row."""
+def _fusion(cfg: Config, run_dir: Path, ranker, samples_for, n: int) -> tuple[dict, tuple]:
+    """The fusion weight w of "ULMRec + retriever", chosen on validation users only (w = 0 allowed), and the
+    validation (letter scores, samples) it was chosen on (the title-similarity row reuses them)."""
     from ulmrec.evaluation import stats  # defers scipy (0.1 s)
 
     valid_cands = pd.read_parquet(art.candidates_path(run_dir, "valid"))
     samples = samples_for(cfg.tasks.prompt, valid_cands, "valid", cfg.evaluate.fusion_users)
     lm, _ = ranker.score(samples, desc="fusion weight (validation)")
-    retr = _retriever_scores(valid_cands, samples, n)
+    retr = _retriever_scores(valid_cands, *_listed(samples), n)
     w, by_w = stats.choose_fusion_weight(lm, retr, [s.target for s in samples], grid=cfg.evaluate.fusion_grid)
-    return {"weight": w, "valid_users": len(samples), "valid_NDCG@10_by_weight": {str(k): v for k, v in by_w.items()},
-            "retriever_scores": "candidate file scores" if "scores" in valid_cands else "-log(position + 1)",
-            "_valid": (lm, samples, retr)}
+    return ({"weight": w, "valid_users": len(samples), "valid_NDCG@10_by_weight": {str(k): v for k, v in by_w.items()},
+             "retriever_scores": "candidate file scores" if "scores" in valid_cands else "-log(position + 1)"},
+            (lm, samples))
 
 
-def _title_rows(cfg: Config, run_dir: Path, ds: Dataset, cands: pd.DataFrame, samples_for, fusion: dict | None,
+def _title_rows(cfg: Config, run_dir: Path, ds: Dataset, cands: pd.DataFrame, samples_for, fusion_valid,
                 scores_by: dict, ulmrec_samples, n: int) -> tuple[dict, list]:
-    """"Retriever + title similarity" (w on every validation Rank user) and, with the fusion row,
-    "ULMRec + retriever + title similarity" (both weights on the fusion users): the weights from validation
-    users only, then the test scores. Returns (the summary, [(row name, samples, scores, seconds)])."""
-    from collections import namedtuple
-
+    """"Retriever + title similarity" (w on every validation Rank user) and, with the fusion row (its
+    validation scores in ``fusion_valid``), "ULMRec + retriever + title similarity" (both weights on the fusion
+    users): the weights from validation users only, then the test scores. Returns (the summary,
+    [(row name, samples, scores, seconds)])."""
     from ulmrec.evaluation import stats  # defers scipy (0.1 s)
 
     ev, hist = cfg.evaluate, cfg.tasks.max_history
     t0 = time.perf_counter()
     emb = title_embeddings(ds, ev.title_encoder)
+
+    def terms(frame: pd.DataFrame, users, lists, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """(retriever scores, title similarity), both (N, n); the similarity is 0 past a shorter list."""
+        retr = _retriever_scores(frame, users, lists, n)
+        sim = title_similarity(ds, users, lists, split, emb, hist)
+        return retr, np.where(np.isfinite(retr), np.pad(sim, ((0, 0), (0, n - sim.shape[1]))), 0.0)
+
     valid_cands = pd.read_parquet(art.candidates_path(run_dir, "valid"))
     rows = rank_users(valid_cands, n)
     lists = [[int(c) for c in cs[:n]] for cs in rows["candidates"]]
-    listed = namedtuple("listed", "user_idx candidates")
-    v_retr = _retriever_scores(rows, [listed(int(u), c) for u, c in zip(rows["user_idx"], lists, strict=True)], n)
-    v_sim = title_similarity(ds, rows["user_idx"].tolist(), lists, "valid", emb, hist)
-    v_sim = np.where(np.isfinite(v_retr), np.pad(v_sim, ((0, 0), (0, n - v_sim.shape[1]))), 0.0)
+    v_retr, v_sim = terms(valid_cands, rows["user_idx"].tolist(), lists, "valid")
     v_t = [c.index(int(t)) for c, t in zip(lists, rows["target"], strict=True)]
     w, by_w = stats.choose_fusion_weight(v_retr, v_sim, v_t, grid=ev.title_grid)
     samples = ulmrec_samples if ulmrec_samples is not None else samples_for("no_index")
-    t_retr = _retriever_scores(cands, samples, n)
-    t_sim = title_similarity(ds, [s.user_idx for s in samples], [s.candidates for s in samples], "test", emb, hist)
-    t_sim = np.where(np.isfinite(t_retr), np.pad(t_sim, ((0, 0), (0, n - t_sim.shape[1]))), 0.0)
-    seconds = time.perf_counter() - t0
-    rows_out = [(TITLE, samples, stats.fuse(t_retr, t_sim, w), seconds)]
+    t_retr, t_sim = terms(cands, *_listed(samples), "test")
+    rows_out = [(TITLE, samples, stats.fuse(t_retr, t_sim, w), time.perf_counter() - t0)]
     out = {"weight": w, "valid_users": len(v_t), "valid_NDCG@10_by_weight": {str(k): v for k, v in by_w.items()},
            "encoder": ev.title_encoder, "history": hist, "similarity": "max cosine to the history titles"}
-    if fusion is not None and ULMREC in scores_by:
-        lm, v_samples, f_retr = fusion.pop("_valid")
-        f_sim = title_similarity(ds, [s.user_idx for s in v_samples], [s.candidates for s in v_samples], "valid",
-                                 emb, hist)
-        f_sim = np.where(np.isfinite(f_retr), np.pad(f_sim, ((0, 0), (0, n - f_sim.shape[1]))), 0.0)
+    if fusion_valid is not None and ULMREC in scores_by:
+        lm, v_samples = fusion_valid
+        f_retr, f_sim = terms(valid_cands, *_listed(v_samples), "valid")
         (w_r, w_s), by = stats.choose_fusion_weights(lm, [f_retr, f_sim], [s.target for s in v_samples],
                                                      [ev.fusion_grid, ev.title_grid])
         fused = stats.fuse_terms(scores_by[ULMREC], [t_retr, t_sim], [w_r, w_s])

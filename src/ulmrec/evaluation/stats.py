@@ -283,26 +283,8 @@ def choose_fusion_weight(lm_scores: np.ndarray, retriever_scores: np.ndarray, ta
     :func:`ulmrec.metrics.target_rank`. ``w = 0`` (the LM alone) is allowed; ties go to the smaller
     weight, so a retriever score that changes nothing leaves ``w`` at the grid's smallest value.
     """
-    parse_metric(metric)
-    lm = _scores(lm_scores, "lm_scores")
-    t = np.asarray(targets, dtype=np.int64).reshape(-1)
-    if len(t) != len(lm):
-        raise ValueError(f"{len(t)} targets for {len(lm)} score rows")
-    if len(t) and (t.min() < -1 or t.max() >= lm.shape[1]):
-        raise ValueError(f"targets must be column indices 0..{lm.shape[1] - 1} or -1")
-    weights = sorted({float(w) for w in grid})
-    if not weights or any(not np.isfinite(w) or w < 0 for w in weights):
-        raise ValueError(f"the grid must hold finite weights >= 0, got {list(grid)!r}")
-    valid = np.isfinite(lm)
-    values: dict[float, float] = {}
-    for w in weights:
-        ranks = target_rank(fuse(lm, retriever_scores, w), t, valid).numpy()
-        values[w] = float(per_user_metric(ranks, metric).mean()) if len(ranks) else float("nan")
-    best = weights[0]
-    for w in weights[1:]:
-        if values[w] > values[best]:  # strictly better only: ties keep the smaller weight
-            best = w
-    return best, values
+    (best,), by = _grid_search(lm_scores, [retriever_scores], targets, [grid], metric)
+    return best, {w: v for (w,), v in by.items()}
 
 
 def fuse_terms(lm_scores: np.ndarray, terms: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
@@ -330,6 +312,13 @@ def choose_fusion_weights(lm_scores: np.ndarray, terms: Sequence[np.ndarray], ta
     """:func:`choose_fusion_weight` for several score terms at once: the weight tuple of the grids' product with
     the best mean ``metric`` (ties keep the tuple that comes first, smallest weights first) and
     ``{"w1,w2,...": metric}``. VALIDATION users only."""
+    best, by = _grid_search(lm_scores, terms, targets, grids, metric)
+    return best, {",".join(f"{w:g}" for w in ws): v for ws, v in by.items()}
+
+
+def _grid_search(lm_scores, terms, targets, grids, metric) -> tuple[tuple[float, ...], dict[tuple, float]]:
+    """The checks and the search of :func:`choose_fusion_weight(s)`: ``{weight tuple: metric}`` over the grids'
+    product (each grid sorted), the best tuple (strictly better only: ties keep the earlier, smaller one)."""
     import itertools
 
     parse_metric(metric)
@@ -337,19 +326,22 @@ def choose_fusion_weights(lm_scores: np.ndarray, terms: Sequence[np.ndarray], ta
     t = np.asarray(targets, dtype=np.int64).reshape(-1)
     if len(t) != len(lm):
         raise ValueError(f"{len(t)} targets for {len(lm)} score rows")
-    grids = [sorted({float(w) for w in g}) for g in grids]
-    if len(grids) != len(terms) or any(not g or any(not np.isfinite(w) or w < 0 for w in g) for g in grids):
-        raise ValueError("one non-empty grid of finite weights >= 0 per score term is needed")
+    if len(t) and (t.min() < -1 or t.max() >= lm.shape[1]):
+        raise ValueError(f"targets must be column indices 0..{lm.shape[1] - 1} or -1")
+    if len(grids) != len(terms):
+        raise ValueError(f"{len(grids)} grids for {len(terms)} score terms")
+    for g in grids:
+        if not len(g) or any(not np.isfinite(w) or w < 0 for w in g):
+            raise ValueError(f"the grid must hold finite weights >= 0, got {list(g)!r}")
     valid = np.isfinite(lm)
-    values: dict[str, float] = {}
-    best, best_v = None, -np.inf
-    for ws in itertools.product(*grids):
+    values: dict[tuple, float] = {}
+    best = None
+    for ws in itertools.product(*[sorted({float(w) for w in g}) for g in grids]):
         ranks = target_rank(fuse_terms(lm, terms, ws), t, valid).numpy()
-        v = float(per_user_metric(ranks, metric).mean()) if len(ranks) else float("nan")
-        values[",".join(f"{w:g}" for w in ws)] = v
-        if best is None or v > best_v:
-            best, best_v = ws, v
-    return tuple(best), values
+        values[ws] = float(per_user_metric(ranks, metric).mean()) if len(ranks) else float("nan")
+        if best is None or values[ws] > values[best]:
+            best = ws
+    return best, values
 
 
 # ----------------------------------------------------------------------------------------- position checks

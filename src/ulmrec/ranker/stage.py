@@ -30,6 +30,7 @@ from ulmrec.ranker.model import load_tokenizer, model_context_length, resolve_mo
 from ulmrec.ranker.train import check_prompt_lengths
 from ulmrec.stage import Stage
 from ulmrec.tasks import build_eval_samples, build_training_samples, check_run_settings, load_preferences
+from ulmrec.tasks.candidate_lists import list_scores
 from ulmrec.tasks.config import RETRIEVER_MODES
 from ulmrec.utils import resolve_device, seed_everything
 
@@ -118,15 +119,12 @@ def build_samples(cfg: Config, run_dir: Path, tokenizer, baseline: bool = False)
 def attach_retriever_scores(samples, cands, path) -> None:
     """``meta["teacher"]``: the retriever's score of each sample's lettered candidates (letter order), from the
     candidate file's ``scores`` column (``ranker.residual_weight`` selects checkpoints on the fused order)."""
-    if "scores" not in cands:
+    scores = list_scores(cands, [s.user_idx for s in samples], [s.candidates for s in samples])
+    if scores is None:
         raise DataError("ranker.residual_weight needs the retriever's scores, but the file has no 'scores' column "
                         "(re-run the retrieval stage)", path, field="scores")
-    by_user = cands.set_index("user_idx")
-    for s in samples:
-        row = by_user.loc[s.user_idx]
-        if [int(c) for c in row["candidates"][:len(s.candidates)]] != list(s.candidates):
-            raise RuntimeError("a validation prompt's candidates are not the retriever's list in order")  # a bug
-        s.meta["teacher"] = [float(x) for x in row["scores"][:len(s.candidates)]]
+    for s, teacher in zip(samples, scores, strict=True):
+        s.meta["teacher"] = teacher
 
 
 def _count_tasks(samples) -> dict[str, int]:

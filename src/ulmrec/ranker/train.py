@@ -225,9 +225,7 @@ def response_loss(model, batch: list[Encoded], pad_id: int, device, letter_ids: 
     n_tok = sel.sum(1).clamp(min=1)
     loss = (sums / n_tok).sum()
     if distill and distill_letters is not None and any(e.teacher is not None for e in batch):
-        first = torch.ones(len(rows), dtype=torch.bool, device=device)  # each sample's first picked row: the
-        first[1:] = rows[1:] != rows[:-1]                              # position that predicts the letter
-        at = first.nonzero()[:, 0]
+        at = _answer_rows(rows)
         at = at[torch.as_tensor([batch[int(rows[i])].teacher is not None for i in at], dtype=torch.bool,
                                 device=device)]
         letters = torch.as_tensor(distill_letters, device=device)
@@ -236,13 +234,19 @@ def response_loss(model, batch: list[Encoded], pad_id: int, device, letter_ids: 
     return loss
 
 
+def _answer_rows(rows: torch.Tensor) -> torch.Tensor:
+    """Indices of each sample's first picked row (``rows``: the sample of each row, in order): the position that
+    predicts the letter."""
+    first = torch.ones(len(rows), dtype=torch.bool, device=rows.device)
+    first[1:] = rows[1:] != rows[:-1]
+    return first.nonzero()[:, 0]
+
+
 def _residual_bias(rows: torch.Tensor, batch: list[Encoded], width: int, weight: float, device) -> torch.Tensor:
     """``(N, width)``: ``weight`` x log_softmax(teacher) over the sample's own candidates on each sample's first
     picked row (the position that predicts the letter), zeros on every other row and past its candidates."""
     bias = torch.zeros((len(rows), width), device=device, dtype=torch.float32)
-    first = torch.ones(len(rows), dtype=torch.bool, device=device)
-    first[1:] = rows[1:] != rows[:-1]
-    for i in first.nonzero()[:, 0].tolist():
+    for i in _answer_rows(rows).tolist():
         teacher = batch[int(rows[i])].teacher
         if teacher is not None:
             t = torch.as_tensor(teacher, dtype=torch.float32, device=device)

@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -100,6 +101,22 @@ def check_candidates(frame: pd.DataFrame, n: int, source: str = "candidates") ->
         raise ConfigError(f"{source}: row {row + 1} has {int(lengths[row])} candidates but tasks.num_candidates="
                           f"{n} letters are asked for; lower tasks.num_candidates or retrieve more candidates")
     return frame
+
+
+def list_scores(frame: pd.DataFrame, users: Sequence[int], lists: Sequence[Sequence[int]]) -> list[list[float]] | None:
+    """The retriever's score of every candidate of ``lists[i]``, the first ``len(lists[i])`` candidates of user
+    ``users[i]``'s row of a validation/test candidate file, in that order; ``None`` when the file has no
+    ``scores`` column."""
+    if "scores" not in frame:
+        return None
+    by_user = frame.set_index("user_idx")
+    out = []
+    for u, items in zip(users, lists, strict=True):
+        row = by_user.loc[int(u)]
+        if [int(c) for c in row["candidates"][:len(items)]] != [int(c) for c in items]:
+            raise RuntimeError("a prompt's candidates are not the retriever's list in order")  # a bug, not input
+        out.append([float(x) for x in row["scores"][:len(items)]])
+    return out
 
 
 class TrainCandidates:
