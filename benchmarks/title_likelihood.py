@@ -1,0 +1,339 @@
+"""The ranker's LM read as a language model: candidate title likelihood after the user's history, beside the
+retriever (beyond the paper; no training).
+
+The paper's letter-logit ranker, trained on this CPU, learns to copy the retriever's order
+(benchmarks/results/ranker_beauty_long.md, ranker_games_long.md); a training-free sentence-encoder similarity of
+the titles does beat the retriever (title_signal.md). This benchmark asks whether the same small LM
+(SmolLM2-135M-Instruct, zero-shot, bf16) adds ranking signal when it is read as a language model instead:
+``ulmrec.ranker.likelihood`` scores each candidate by the log-probability of its title as the next line of the
+user's history (``cond``) and by that minus the title's log-probability without a history (``pmi``).
+
+Protocol (every choice on validation users; test read once):
+- validation: a fixed random subset of ``--valid-users`` Rank users (seed 11). Each fused row's signal and weight
+  are chosen on one half and reported, paired with the retriever's order, on the other half;
+- test: the same ``--test-users`` Rank test users as the evaluate stage with ``evaluate.max_users`` (seed 42, i.e.
+  ranker_beauty_long.md / ranker_games_long.md); weights chosen on all the validation users.
+Rows: the retriever's order; the LM likelihood alone; the retriever + MiniLM title similarity (no LLM, as in the
+evaluate stage); the retriever + LM likelihood; the retriever + both. Paired bootstrap 95 % intervals on the same
+users. No preference sentence is read, so the shipped GPT-3.5 sentences play no part.
+
+    .venv/bin/python benchmarks/title_likelihood.py score beauty=runs/beauty --split valid test   # resumable
+    .venv/bin/python benchmarks/title_likelihood.py report beauty=runs/beauty games=runs/games
+
+``score`` writes ``<run>/bench-title-likelihood/<split>/chunk-*.npz`` (one per ``--chunk`` users, atomically), so a
+killed run resumes where it stopped; ``report`` needs every chunk and writes benchmarks/results/<--out>.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import REPO, header, save  # noqa: E402
+
+VALID_SEED, TEST_SEED = 11, 42
+#: retriever log-softmax + w x cosine (title_signal.py's grid); + v x log-probability (nats, summed over a title)
+SIM_GRID = (0, 0.25, 0.5, 1, 2, 3, 5, 8, 12, 20, 30, 50)
+LM_GRID = (0, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0)
+SIGNALS = ("pmi", "cond")
+
+
+def subset(run: Path, split: str, n_users: int, n_candidates: int = 20):
+    """The Rank users of ``split`` (sorted by user), a fixed random ``n_users`` of them (0 = all): the test draw
+    is ``build_eval_samples``' (seed 42, the evaluate stage's), so the users are the earlier runs' users."""
+    import pandas as pd
+
+    from ulmrec.tasks.eval_samples import rank_users
+
+    cands = pd.read_parquet(run / "retrieval" / f"candidates_{split}.parquet").sort_values("user_idx", kind="stable")
+    rows = rank_users(cands, n_candidates)
+    if n_users and len(rows) > n_users:
+        seed = TEST_SEED if split == "test" else VALID_SEED
+        rows = rows.iloc[np.sort(np.random.default_rng([seed, 7]).choice(len(rows), n_users, replace=False))]
+    rows = rows.reset_index(drop=True)
+    cand = [list(map(int, c[:n_candidates])) for c in rows["candidates"]]
+    return {"users": rows["user_idx"].to_numpy(np.int64), "candidates": np.array(cand, dtype=np.int64),
+            "retriever": np.array([list(s[:n_candidates]) for s in rows["scores"]], dtype=np.float64),
+            "targets": np.array([c.index(int(t)) for c, t in zip(cand, rows["target"], strict=True)]),
+            "coverage": float(len(rank_users(cands, n_candidates)) / max(1, len(cands)))}
+
+
+def score(run: Path, splits: list[str], n_users: dict, history: int, max_title_tokens: int, chunk: int) -> None:
+    """LM title-likelihood scores for each split's subset, saved chunk by chunk (resumable)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ulmrec.data.dataset import Dataset
+    from ulmrec.io import atomic_path
+    from ulmrec.ranker.likelihood import TitleLikelihood
+    from ulmrec.ranker.model import cpu_has_bf16, smollm2_path
+
+    ds = Dataset.load(run / "data")
+    path = smollm2_path()
+    tok = AutoTokenizer.from_pretrained(str(path))
+    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.bfloat16 if cpu_has_bf16() else torch.float32)
+    scorer = TitleLikelihood(model.eval(), tok, ds, history=history, max_title_tokens=max_title_tokens)
+    for split in splits:
+        sub = subset(run, split, n_users[split])
+        out = run / "bench-title-likelihood" / split
+        out.mkdir(parents=True, exist_ok=True)
+        for start in range(0, len(sub["users"]), chunk):
+            f = out / f"chunk-{start:06d}.npz"
+            if f.exists():
+                continue
+            t0 = time.perf_counter()
+            users, cands = sub["users"][start:start + chunk], sub["candidates"][start:start + chunk]
+            s = scorer.score(list(users), [list(c) for c in cands], split)
+            with atomic_path(f) as tmp:
+                with open(tmp, "wb") as fh:
+                    np.savez(fh, users=users, seconds=time.perf_counter() - t0, **s)
+            print(f"{run.name} {split} {start + len(users)}/{len(sub['users'])}: "
+                  f"{(time.perf_counter() - t0) / len(users):.3f} s/user", file=sys.stderr, flush=True)
+
+
+def load_scores(run: Path, split: str, users: np.ndarray) -> tuple[dict, float]:
+    """The saved chunks of ``split`` for exactly ``users`` (an error when any is missing), and seconds per user."""
+    d = run / "bench-title-likelihood" / split
+    parts = [np.load(f) for f in sorted(d.glob("chunk-*.npz"))] if d.exists() else []
+    got = np.concatenate([p["users"] for p in parts]) if parts else np.zeros(0, np.int64)
+    if not np.array_equal(got, users):
+        raise SystemExit(f"{d}: scores for {len(got)} of {len(users)} users; run `score` first")
+    secs = sum(float(p["seconds"]) for p in parts) / max(1, len(users))
+    return {s: np.concatenate([p[s] for p in parts]) for s in SIGNALS}, secs
+
+
+def _ranks(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    from ulmrec.metrics import target_rank
+
+    return target_rank(scores, targets, np.isfinite(scores)).numpy()
+
+
+def _fused(sub: dict, lm: np.ndarray | None, sim: np.ndarray | None, w_lm: float, w_sim: float) -> np.ndarray:
+    from ulmrec.evaluation.stats import fuse_terms
+
+    terms, ws = [], []
+    if sim is not None:
+        terms.append(sim), ws.append(w_sim)
+    if lm is not None:
+        terms.append(lm), ws.append(w_lm)
+    return fuse_terms(sub["retriever"], terms, ws)
+
+
+def choose(sub: dict, idx: np.ndarray, lm: dict | None, sim: np.ndarray | None) -> dict:
+    """Signal and weights with the best mean NDCG@10 on the users ``idx`` (ties: the smaller weights)."""
+    from ulmrec.evaluation.stats import choose_fusion_weights
+
+    best = None
+    for name in (SIGNALS if lm is not None else (None,)):
+        terms, grids = [], []
+        if sim is not None:
+            terms.append(sim[idx]), grids.append(SIM_GRID)
+        if lm is not None:
+            terms.append(lm[name][idx]), grids.append(LM_GRID)
+        ws, by = choose_fusion_weights(sub["retriever"][idx], terms, sub["targets"][idx], grids)
+        value = max(by.values())
+        if best is None or value > best["valid_NDCG@10"]:
+            w_sim = ws[0] if sim is not None else 0.0
+            w_lm = ws[-1] if lm is not None else 0.0
+            best = {"signal": name, "w_sim": w_sim, "w_lm": w_lm, "valid_NDCG@10": value}
+    return best
+
+
+def rows_for(sub: dict, lm: dict, sim: np.ndarray, picks: dict, idx: np.ndarray) -> dict:
+    """Ranks on the users ``idx`` of every row, with the weights of ``picks``."""
+    def sl(a: np.ndarray) -> np.ndarray:
+        return a[idx]
+
+    part = {"retriever": sub["retriever"][idx], "targets": sub["targets"][idx]}
+    lm_alone = picks["lm_alone"]
+    return {
+        "Retriever order": _ranks(part["retriever"], part["targets"]),
+        "LM title likelihood alone (zero-shot)": _ranks(sl(lm[lm_alone]), part["targets"]),
+        "Title similarity alone (MiniLM, no LLM)": _ranks(sl(sim), part["targets"]),
+        "Retriever + title similarity (no LLM)": _ranks(_fused(part, None, sl(sim), 0, picks["sim"]["w_sim"]),
+                                                        part["targets"]),
+        "Retriever + LM title likelihood": _ranks(_fused(part, sl(lm[picks["lm"]["signal"]]), None,
+                                                         picks["lm"]["w_lm"], 0), part["targets"]),
+        "Retriever + title similarity + LM title likelihood": _ranks(
+            _fused(part, sl(lm[picks["both"]["signal"]]), sl(sim), picks["both"]["w_lm"], picks["both"]["w_sim"]),
+            part["targets"]),
+    }
+
+
+PAIRS = [("LM title likelihood alone (zero-shot)", "Retriever order"),
+         ("Title similarity alone (MiniLM, no LLM)", "Retriever order"),
+         ("Retriever + title similarity (no LLM)", "Retriever order"),
+         ("Retriever + LM title likelihood", "Retriever order"),
+         ("Retriever + title similarity + LM title likelihood", "Retriever order"),
+         ("Retriever + LM title likelihood", "Retriever + title similarity (no LLM)"),
+         ("Retriever + title similarity + LM title likelihood", "Retriever + title similarity (no LLM)")]
+
+
+def pick_all(sub: dict, idx: np.ndarray, lm: dict, sim: np.ndarray) -> dict:
+    from ulmrec.metrics import metrics_from_ranks
+
+    alone = {s: metrics_from_ranks(_ranks(lm[s][idx], sub["targets"][idx]), (10,))["NDCG@10"] for s in SIGNALS}
+    return {"lm_alone": max(SIGNALS, key=lambda s: (alone[s], -SIGNALS.index(s))), "lm_alone_valid_NDCG@10": alone,
+            "sim": choose(sub, idx, None, sim), "lm": choose(sub, idx, lm, None), "both": choose(sub, idx, lm, sim)}
+
+
+def measure(run: Path, n_users: dict, history: int) -> dict:
+    from ulmrec.data.dataset import Dataset
+    from ulmrec.evaluation.stage import overall_from_rank
+    from ulmrec.evaluation.stats import paired_bootstrap
+    from ulmrec.evaluation.title_signal import title_embeddings, title_similarity
+    from ulmrec.metrics import metrics_from_ranks
+
+    ds = Dataset.load(run / "data")
+    emb = title_embeddings(ds)
+    subs, lms, sims, secs = {}, {}, {}, {}
+    for split in ("valid", "test"):
+        subs[split] = sub = subset(run, split, n_users[split])
+        lms[split], secs[split] = load_scores(run, split, sub["users"])
+        sims[split] = title_similarity(ds, list(sub["users"]), [list(c) for c in sub["candidates"]], split, emb,
+                                       history, how="max")
+    out = {"run": str(run), "seconds_per_user": secs}
+    # validation: choose on one half, report on the other
+    v = subs["valid"]
+    perm = np.random.default_rng(0).permutation(len(v["users"]))
+    pick, held = np.sort(perm[: len(perm) // 2]), np.sort(perm[len(perm) // 2:])
+    half = pick_all(v, pick, lms["valid"], sims["valid"])
+    ranks = rows_for(v, lms["valid"], sims["valid"], half, held)
+    out["valid"] = {"users": int(len(v["users"])), "choose_users": int(len(pick)), "report_users": int(len(held)),
+                    "picks": half, "models": {k: metrics_from_ranks(r, (5, 10)) for k, r in ranks.items()},
+                    "paired": {f"{a} - {b}": paired_bootstrap(ranks[a], ranks[b], metrics=("NDCG@10",), seed=0)
+                               for a, b in PAIRS}}
+    # test: weights chosen on all validation users, test read once
+    t = subs["test"]
+    picks = pick_all(v, np.arange(len(v["users"])), lms["valid"], sims["valid"])
+    ranks = rows_for(t, lms["test"], sims["test"], picks, np.arange(len(t["users"])))
+    models = {}
+    for k, r in ranks.items():
+        rank = metrics_from_ranks(r, (5, 10))
+        models[k] = {"Rank": rank, "Overall": overall_from_rank(rank, t["coverage"])}
+    out["test"] = {"users": int(len(t["users"])), "coverage": t["coverage"], "picks": picks, "models": models,
+                   "paired": {f"{a} - {b}": paired_bootstrap(ranks[a], ranks[b], metrics=("NDCG@10", "MRR@10",
+                                                                                           "Recall@10"), seed=0)
+                              for a, b in PAIRS}}
+    return out
+
+
+def _ci(d: dict) -> str:
+    return f"{d['mean']:+.4f} [{d['lo']:+.4f}, {d['hi']:+.4f}]"
+
+
+def markdown(result: dict) -> str:
+    from ulmrec.paper import TABLE2
+    from ulmrec.paper import row as paper_row
+
+    a = result["args"]
+    lines = ["# The LM's title likelihood beside the retriever (zero-shot SmolLM2-135M-Instruct; beyond the paper)", "",
+             f"Each candidate scored by `ulmrec.ranker.likelihood`: the log-probability of its title (first "
+             f"{a['max_title_tokens']} tokens) as the next line after the user's last {a['history']} history titles "
+             "(`cond`), minus the same title's log-probability with no history (`pmi`). Fused rows: retriever "
+             "log-softmax + w x MiniLM cosine + v x LM score; the signal and the weights are chosen on validation "
+             "users only. No training; no preference sentence is read (the shipped GPT-3.5 sentences play no part). "
+             "Every row of a table is on the same users; intervals are paired bootstrap 95 % intervals of the "
+             "difference in NDCG@10.", ""]
+    for name, r in result["datasets"].items():
+        t, v = r["test"], r["valid"]
+        lines += [f"## {name}: test, {t['users']} Rank users (coverage {t['coverage']:.4f})", "",
+                  "| row | Rank N@10 | Rank R@10 | Rank M@10 | Overall N@10 | Overall R@10 | vs retriever order |",
+                  "|---|---|---|---|---|---|---|"]
+        for k, m in t["models"].items():
+            key = f"{k} - Retriever order"
+            diff = _ci(t["paired"][key]["NDCG@10"]) if key in t["paired"] else ""
+            lines.append(f"| {k} | {m['Rank']['NDCG@10']:.4f} | {m['Rank']['Recall@10']:.4f} | "
+                         f"{m['Rank']['MRR@10']:.4f} | {m['Overall']['NDCG@10']:.4f} | {m['Overall']['Recall@10']:.4f} "
+                         f"| {diff} |")
+        for model in ("LRURec", "LlamaRec", "ULMRec") if name in TABLE2 else ():
+            rk, ov = paper_row(name, model, "Rank"), paper_row(name, model, "Overall")
+            what = "retriever" if model == "LRURec" else "Llama-2-7b, trained"
+            lines.append(f"| paper Table 2: {model} ({what}) | {rk['NDCG@10']:.4f} | {rk['Recall@10']:.4f} | "
+                         f"{rk['MRR@10']:.4f} | {ov['NDCG@10']:.4f} | {ov['Recall@10']:.4f} | |")
+        pk = t["picks"]
+        lines += ["", "What the LM adds beyond the no-LLM similarity (test, paired NDCG@10):", ""]
+        for key in ("Retriever + LM title likelihood - Retriever + title similarity (no LLM)",
+                    "Retriever + title similarity + LM title likelihood - Retriever + title similarity (no LLM)"):
+            lines.append(f"- {key}: {_ci(t['paired'][key]['NDCG@10'])}")
+        lines += ["", f"Chosen on all {v['users']} validation users: LM alone `{pk['lm_alone']}`; retriever + "
+                  f"similarity w={pk['sim']['w_sim']:g}; retriever + LM `{pk['lm']['signal']}` v={pk['lm']['w_lm']:g}; "
+                  f"all three `{pk['both']['signal']}` w={pk['both']['w_sim']:g}, v={pk['both']['w_lm']:g}.", "",
+                  f"Validation (weights chosen on {v['choose_users']} users, reported on the other "
+                  f"{v['report_users']}):", "", "| row | N@10 | vs retriever order |", "|---|---|---|"]
+        for k, m in v["models"].items():
+            key = f"{k} - Retriever order"
+            lines.append(f"| {k} | {m['NDCG@10']:.4f} | {_ci(v['paired'][key]['NDCG@10']) if key in v['paired'] else ''} |")
+        for key in ("Retriever + title similarity + LM title likelihood - Retriever + title similarity (no LLM)",):
+            lines.append(f"\n{key} (validation): {_ci(v['paired'][key]['NDCG@10'])}")
+        s = r["seconds_per_user"]
+        lines += ["", f"Scoring: {s['valid']:.3f} s per validation user, {s['test']:.3f} s per test user (one thread, "
+                  "bf16, history prefix once + 20 title continuations in one batch, per-item no-history term cached)."]
+        lines.append("")
+    lines.append(f"Load average before/after the report: {result['load_before'][0]:.2f} / {result['load_after'][0]:.2f} "
+                 "(scoring runs: see the notes).")
+    if result.get("note"):
+        lines += ["", result["note"]]
+    return "\n".join(lines)
+
+
+def _runs(specs: list[str]) -> dict[str, Path]:
+    out = {}
+    for spec in specs:
+        name, _, path = spec.partition("=")
+        if not path:
+            raise SystemExit(f"{spec!r}: expected name=run_dir")
+        run = Path(path) if Path(path).is_absolute() else REPO / path
+        if not (run / "retrieval" / "candidates_test.parquet").exists():
+            raise SystemExit(f"{run}: no retrieval/candidates_test.parquet (run the retrieval stage first)")
+        out[name] = run
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("action", choices=("score", "report"))
+    ap.add_argument("runs", nargs="+", help="name=run_dir (data/ and retrieval/ of a finished run)")
+    ap.add_argument("--split", nargs="+", default=["valid", "test"], choices=("valid", "test"))
+    ap.add_argument("--valid-users", type=int, default=600)
+    ap.add_argument("--test-users", type=int, default=1500)
+    ap.add_argument("--history", type=int, default=10, help="history titles (the benchmarks' tasks.max_history)")
+    ap.add_argument("--max-title-tokens", type=int, default=12, help="tokens per title (the benchmarks' ranker value)")
+    ap.add_argument("--chunk", type=int, default=100)
+    ap.add_argument("--out", default="title_likelihood")
+    ap.add_argument("--note", default="")
+    args = ap.parse_args()
+    n_users = {"valid": args.valid_users, "test": args.test_users}
+    runs = _runs(args.runs)
+    if args.action == "score":
+        import torch
+
+        torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+        for run in runs.values():
+            score(run, args.split, n_users, args.history, args.max_title_tokens, args.chunk)
+        return 0
+    load_before = os.getloadavg()
+    datasets = {}
+    for name, run in runs.items():
+        datasets[name] = measure(run, n_users, args.history)
+        try:
+            datasets[name]["run"] = str(run.resolve().relative_to(REPO))
+        except ValueError:
+            pass
+    result = {**header(), "args": {"valid_users": args.valid_users, "test_users": args.test_users,
+                                   "history": args.history, "max_title_tokens": args.max_title_tokens},
+              "datasets": datasets, "load_before": load_before, "load_after": os.getloadavg(), "note": args.note,
+              "preferences": "none read"}
+    save(args.out, result, markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

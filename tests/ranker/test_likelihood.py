@@ -1,0 +1,94 @@
+"""ulmrec.ranker.likelihood: candidate titles scored by their log-probability after the user's history."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from helpers import make_run_dir
+from ulmrec.data.dataset import Dataset
+from ulmrec.ranker.likelihood import TitleLikelihood, continuation_logprobs, history_prompt, title_tokens
+
+
+@pytest.fixture(scope="module")
+def lm(tiny_llama):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    return AutoModelForCausalLM.from_pretrained(str(tiny_llama)).eval(), AutoTokenizer.from_pretrained(str(tiny_llama))
+
+
+def by_full_forward(model, prefix: list[int], cont: list[int]) -> float:
+    """The summed log-probability of ``cont`` after ``prefix`` from one plain forward pass of the whole text."""
+    ids = torch.tensor([prefix + cont])
+    with torch.no_grad():
+        logp = torch.log_softmax(model(input_ids=ids).logits[0].float(), -1)
+    return float(sum(logp[len(prefix) - 1 + j, t] for j, t in enumerate(cont)))
+
+
+def test_batched_continuations_equal_one_full_forward_each(lm):
+    """Cached prefix + right-padded batch of continuations of different lengths (one of a single token) = the
+    plain forward pass of prefix + continuation, one at a time."""
+    model, _ = lm
+    prefix = [1, 17, 23, 42, 5, 9]
+    conts = [[30, 31, 32, 33], [50], [60, 61]]
+    got = continuation_logprobs(model, prefix, conts)
+    want = [by_full_forward(model, prefix, c) for c in conts]
+    assert got.shape == (3,)
+    assert np.allclose(got, want, atol=1e-4)
+    assert (got < 0).all()
+
+
+def test_prompt_and_title_tokens(lm):
+    _, tok = lm
+    assert history_prompt(["a b", "c"], intro="Bought:") == "Bought:\n- a b\n- c\n-"
+    assert history_prompt([], intro="Bought:") == "Bought:\n-"
+    toks = title_tokens(tok, ["Red lipstick shade", ""], max_tokens=2)
+    assert len(toks[0]) == 2 and toks[0] == tok(" Red lipstick shade", add_special_tokens=False)["input_ids"][:2]
+    assert len(toks[1]) == 1  # an empty title still scores one token
+
+
+def test_scores_are_cond_and_pmi_over_the_splits_history(lm, tmp_path):
+    """cond = log p(title | the user's history for the split), pmi = cond - log p(title | no history); the
+    validation history ends before the validation item (the test item is never seen); -inf past a short list."""
+    model, tok = lm
+    ds = Dataset.load(make_run_dir(tmp_path) / "data")
+    scorer = TitleLikelihood(model, tok, ds, history=3, max_title_tokens=4)
+    users, cands = [0, 2], [[3, 4, 5], [6, 7]]
+    s = scorer.score(users, cands, "valid", progress=False)
+    assert s["cond"].shape == (2, 3) and np.isneginf(s["cond"][1, 2]) and np.isneginf(s["pmi"][1, 2])
+
+    bos = [tok.bos_token_id]
+    for row, (u, cs) in enumerate(zip(users, cands, strict=True)):
+        hist_items = ds.history(u, "valid")[-3:]
+        assert ds.sequence(u)[-2] not in list(ds.history(u, "valid"))  # the validation item is not in it
+        hist = [tok.decode(title_tokens(tok, [ds.titles[int(i)]], 4)[0]).strip() for i in hist_items]
+        prefix = bos + tok(history_prompt(hist), add_special_tokens=False)["input_ids"]
+        empty = bos + tok(history_prompt([]), add_special_tokens=False)["input_ids"]
+        for col, item in enumerate(cs):
+            t = title_tokens(tok, [ds.titles[item]], 4)[0]
+            cond = by_full_forward(model, prefix, t)
+            assert s["cond"][row, col] == pytest.approx(cond, abs=1e-4)
+            assert s["pmi"][row, col] == pytest.approx(cond - by_full_forward(model, empty, t), abs=1e-4)
+
+
+def test_the_no_history_term_is_computed_once_per_item(lm, tmp_path, monkeypatch):
+    model, tok = lm
+    ds = Dataset.load(make_run_dir(tmp_path) / "data")
+    scorer = TitleLikelihood(model, tok, ds, history=2, max_title_tokens=3, uncond_batch=2)
+    first = scorer.unconditional([3, 4, 3, 5])
+    assert first[0] == first[2]
+    import ulmrec.ranker.likelihood as mod
+
+    calls = []
+    real = mod.continuation_logprobs
+    monkeypatch.setattr(mod, "continuation_logprobs", lambda *a, **k: calls.append(len(a[2])) or real(*a, **k))
+    again = scorer.unconditional([5, 4, 3])
+    assert calls == [] and np.allclose(again, first[[3, 1, 0]])
+
+
+def test_bad_settings_are_refused(lm, tmp_path):
+    model, tok = lm
+    ds = Dataset.load(make_run_dir(tmp_path) / "data")
+    with pytest.raises(ValueError, match="history and max_title_tokens"):
+        TitleLikelihood(model, tok, ds, history=0)
