@@ -177,3 +177,55 @@ def test_title_similarity_rows_choose_their_weights_on_validation(evaluated, tmp
     assert f"{FUSED_TITLE} - {TITLE}" in res["paired"]
     assert TITLE not in res["letter_histogram"] and "_valid" not in res["fusion"]
     assert "Title similarity" in (run_dir / "evaluate" / "results.md").read_text()
+
+
+def test_title_likelihood_rows_choose_their_weights_on_validation(evaluated, tmp_path, monkeypatch):
+    """evaluate.title_likelihood: "Retriever + LM title likelihood" is the retriever's score + w x the untuned
+    LM's pmi of each candidate's title after the test history (ulmrec.ranker.likelihood), w chosen on validation
+    users; with the title similarity a three-term row; both paired with the retriever and with the similarity
+    row; the settings leave the stage's fingerprint while the rows are off."""
+    import shutil
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ulmrec.config import load_config
+    from ulmrec.data.dataset import Dataset
+    from ulmrec.evaluation import stats, title_signal
+    from ulmrec.evaluation.stage import LIKELIHOOD, LIKELIHOOD_TITLE, TITLE, _params
+    from ulmrec.metrics import target_rank
+    from ulmrec.ranker.likelihood import TitleLikelihood
+
+    src, cfg, model, _ = evaluated
+    run_dir = tmp_path / "run"
+    shutil.copytree(src, run_dir, ignore=shutil.ignore_patterns("evaluate", ".evaluate.partial"))
+    monkeypatch.setattr(title_signal, "TextEncoder", _BrandEncoder)
+    sub = load_config(None, [f"run_dir={run_dir}", f"ranker.model={model}", *_overrides(cfg),
+                             "evaluate.title_similarity=true", "evaluate.title_likelihood=true",
+                             "evaluate.likelihood_grid=[0, 1, 100]", "evaluate.position_check=false"])
+    run_stage(get_stage("evaluate"), sub)
+    res = json.loads((run_dir / "evaluate" / "results.json").read_text())
+    assert list(res["models"])[-2:] == [LIKELIHOOD, LIKELIHOOD_TITLE]
+    t = res["title_likelihood"]
+    assert t["signal"] == "pmi" and t["weight"] in (0, 1, 100) and t["valid_users"] == 8 - len(NOT_RETRIEVED)
+    assert set(t["valid_NDCG@10_by_weight"]) == {"0.0", "1.0", "100.0"}
+    ranks = pd.read_parquet(run_dir / "evaluate" / "ranks.parquet")
+    ds = Dataset.load(run_dir)
+    cands = pd.read_parquet(run_dir / "retrieval" / "candidates_test.parquet").set_index("user_idx")
+    users = ranks["user_idx"].tolist()
+    lists = [[int(c) for c in cands.loc[u, "candidates"][:LETTERS]] for u in users]
+    retr = np.array([cands.loc[u, "scores"][:LETTERS] for u in users], dtype=np.float64)
+    lm = AutoModelForCausalLM.from_pretrained(str(model)).eval()
+    pmi = TitleLikelihood(lm, AutoTokenizer.from_pretrained(str(model)), ds, history=sub.tasks.max_history,
+                          max_title_tokens=sub.evaluate.likelihood_title_tokens).score(users, lists, "test",
+                                                                                       progress=False)["pmi"]
+    targets = np.array([c.index(int(x)) for c, x in zip(lists, ranks["target"], strict=True)])
+    expected = target_rank(stats.fuse(retr, pmi, t["weight"]), targets, np.isfinite(retr)).numpy()
+    assert ranks[LIKELIHOOD].tolist() == expected.tolist()
+    assert t["with_title_similarity"]["likelihood_weight"] in (0, 1, 100)
+    for name in (LIKELIHOOD, LIKELIHOOD_TITLE):
+        assert f"{name} - {RETRIEVER}" in res["paired"] and f"{name} - {TITLE}" in res["paired"]
+    assert LIKELIHOOD not in res["letter_histogram"]
+    assert "LM title likelihood" in (run_dir / "evaluate" / "results.md").read_text()
+    # off: no likelihood key in the fingerprint's settings (earlier run directories stay current); on: all of them
+    assert not any("likelihood" in k for k in _params(cfg)["evaluate"])
+    assert {"title_likelihood", "likelihood_signal", "likelihood_grid"} <= set(_params(sub)["evaluate"])

@@ -42,6 +42,23 @@ class EvaluateConfig:
     copy offline."""
     title_grid: list[float] = field(default_factory=lambda: [0.0, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 12.0])
     """(list[float]) Candidate weights of the title similarity (ties go to the smaller)."""
+    title_likelihood: bool = False
+    """(bool) Also report rows beyond the paper that read the untuned ranker LM (ranker.model) as a language
+    model instead of through the letters (ulmrec.ranker.likelihood): each candidate scored by the
+    log-probability of its title after the user's last tasks.max_history history titles (likelihood_signal).
+    "Retriever + LM title likelihood" = the retriever's score + w x that score, w chosen on likelihood_users
+    validation Rank users; with title_similarity also "Retriever + title similarity + LM title likelihood"
+    (both weights chosen on the same users), which shows whether the LM adds anything beyond the similarity."""
+    likelihood_signal: str = "pmi"
+    """(str) 'pmi': log p(title | history) - log p(title | no history), what the history adds to how likely the
+    title is anyway; 'cond': log p(title | history)."""
+    likelihood_users: int = 200
+    """(int) Validation Rank users the title-likelihood weights are chosen on (0 = all)."""
+    likelihood_title_tokens: int = 12
+    """(int) Tokens of each title scored (history titles are cut to as many)."""
+    likelihood_grid: list[float] = field(default_factory=lambda: [0.0, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15,
+                                                                  0.2, 0.3, 0.5, 0.75, 1.0])
+    """(list[float]) Candidate weights of the title likelihood (nats summed over a title; ties go to the smaller)."""
     bootstrap: int = 2000
     """(int) Bootstrap resamples of the users for the paired 95 % intervals."""
 
@@ -56,5 +73,12 @@ class EvaluateConfig:
             raise ValueError(f"evaluate.fusion_grid must be a non-empty list of weights >= 0, got {self.fusion_grid}")
         if not self.title_grid or any(w < 0 for w in self.title_grid):
             raise ValueError(f"evaluate.title_grid must be a non-empty list of weights >= 0, got {self.title_grid}")
+        if self.likelihood_signal not in ("pmi", "cond"):
+            raise ValueError(f"evaluate.likelihood_signal must be 'pmi' or 'cond', got {self.likelihood_signal!r}")
+        if self.likelihood_users < 0 or self.likelihood_title_tokens < 1:
+            raise ValueError("evaluate.likelihood_users must be >= 0 and evaluate.likelihood_title_tokens >= 1")
+        if not self.likelihood_grid or any(w < 0 for w in self.likelihood_grid):
+            raise ValueError(f"evaluate.likelihood_grid must be a non-empty list of weights >= 0, got "
+                             f"{self.likelihood_grid}")
         if self.chunk_users < 1:
             raise ValueError(f"evaluate.chunk_users must be >= 1, got {self.chunk_users}")

@@ -41,6 +41,10 @@ log = logging.getLogger("ulmrec")
 ULMREC, LLAMAREC, ULMREC_UID, RETRIEVER = "ULMRec", "LlamaRec-style", "ULMRec-uid (no history)", "Retriever order"
 ZERO_SHOT, FUSED, SHUFFLED = "Zero-shot (untuned LM)", "ULMRec + retriever", "ULMRec, candidates shuffled"
 TITLE, FUSED_TITLE = "Retriever + title similarity", "ULMRec + retriever + title similarity"
+LIKELIHOOD, LIKELIHOOD_TITLE = "Retriever + LM title likelihood", "Retriever + title similarity + LM title likelihood"
+#: settings of the title-likelihood rows: left out of the stage's fingerprint while the rows are off, so run
+#: directories evaluated before they existed stay current
+LIKELIHOOD_KEYS = ("likelihood_signal", "likelihood_users", "likelihood_title_tokens", "likelihood_grid")
 
 
 def _adapters(cfg: Config, run_dir: Path) -> list[tuple[str, Path, str]]:
@@ -57,7 +61,7 @@ def _inputs(cfg: Config, run_dir: Path) -> list[Path]:
     files = [art.INTERACTIONS.path(run_dir), art.ITEMS.path(run_dir), art.candidates_path(run_dir, "test")]
     if cfg.tasks.identity == "index":
         files.append(art.user_index_path(run_dir))
-    if cfg.evaluate.fusion or cfg.evaluate.title_similarity:  # fusion weights are chosen on validation users
+    if cfg.evaluate.fusion or cfg.evaluate.title_similarity or cfg.evaluate.title_likelihood:  # weights: validation
         files.append(art.candidates_path(run_dir, "valid"))
     for provenance in (art.PREFERENCE_REPORT.path(run_dir), art.SOURCE_PREFERENCES.path(run_dir)):
         if provenance.exists():  # which sentences the results used is part of results.json
@@ -69,7 +73,11 @@ def _inputs(cfg: Config, run_dir: Path) -> list[Path]:
 def _params(cfg: Config) -> dict:
     import dataclasses
 
-    return {"evaluate": dataclasses.asdict(cfg.evaluate), "tasks": dataclasses.asdict(cfg.tasks),
+    ev = dataclasses.asdict(cfg.evaluate)
+    if not cfg.evaluate.title_likelihood:
+        for key in ("title_likelihood", *LIKELIHOOD_KEYS):
+            ev.pop(key)
+    return {"evaluate": ev, "tasks": dataclasses.asdict(cfg.tasks),
             "ranker": dataclasses.asdict(cfg.ranker), "seed": cfg.seed}
 
 
@@ -212,17 +220,24 @@ def _build(cfg: Config, run_dir: Path, out: Path) -> dict:
     del ulmrec_ranker
     if per_user is None:
         raise ConfigError("nothing to evaluate")
+    emb = title_embeddings(ds, ev.title_encoder) if ev.title_similarity else None
     if ev.title_similarity:
-        title, rows = _title_rows(cfg, run_dir, ds, cands, samples_for, fusion_valid, scores_by, ulmrec_samples, n)
+        title, rows = _title_rows(cfg, run_dir, ds, emb, cands, samples_for, fusion_valid, scores_by, ulmrec_samples, n)
         for name, samples, scores, seconds in rows:
             lm_seconds = results[ULMREC]["seconds_per_user"] * len(samples) if name == FUSED_TITLE else 0.0
             record(name, samples, scores, seconds + lm_seconds, 0.0)
+    likelihood = None
+    if ev.title_likelihood:
+        test_samples = ulmrec_samples if ulmrec_samples is not None else samples_for("no_index")
+        likelihood, rows = _likelihood_rows(cfg, run_dir, ds, emb, cands, samples_for, test_samples, n, device, out)
+        for name, scores, seconds, load_s in rows:
+            record(name, test_samples, scores, seconds, load_s)
 
     subset = ev.max_users and len(per_user) < int((all_ranks >= 0).sum())
     results[RETRIEVER] = {"seconds_per_user": 0.0, "scored_users": len(per_user)}
     missed = np.full(int((all_ranks < 0).sum()), -1, dtype=np.int64)
-    order = [RETRIEVER] + [k for k in (ZERO_SHOT, LLAMAREC, ULMREC, FUSED, ULMREC_UID, SHUFFLED, TITLE, FUSED_TITLE)
-                           if k in results]
+    order = [RETRIEVER] + [k for k in (ZERO_SHOT, LLAMAREC, ULMREC, FUSED, ULMREC_UID, SHUFFLED, TITLE, FUSED_TITLE,
+                                       LIKELIHOOD, LIKELIHOOD_TITLE) if k in results]
     for name in order:
         rank = metrics_from_ranks(per_user[name].to_numpy(), ks)
         if subset:
@@ -231,17 +246,19 @@ def _build(cfg: Config, run_dir: Path, out: Path) -> dict:
             overall = rank_and_overall(np.concatenate([per_user[name].to_numpy(), missed]), ks)["Overall"]
         results[name].update(Rank=rank, Overall=overall)
     metrics = [f"{m}@{k}" for k in ks for m in ("NDCG", "Recall", "MRR")]
-    extra = [(ULMREC, LLAMAREC), (FUSED, ULMREC), (ULMREC, ZERO_SHOT), (ULMREC, SHUFFLED), (FUSED_TITLE, TITLE)]
+    extra = [(ULMREC, LLAMAREC), (FUSED, ULMREC), (ULMREC, ZERO_SHOT), (ULMREC, SHUFFLED), (FUSED_TITLE, TITLE),
+             (LIKELIHOOD, TITLE), (LIKELIHOOD_TITLE, TITLE)]
     paired = stats.paired_table({k: per_user[k].to_numpy() for k in order}, reference=RETRIEVER,
                                 extra_pairs=[p for p in extra if p[0] in results and p[1] in results],
                                 metrics=metrics, n_boot=ev.bootstrap, seed=cfg.seed)
-    hist = {k: stats.letter_histogram(v) for k, v in scores_by.items() if k not in (FUSED, TITLE, FUSED_TITLE)}
+    hist = {k: stats.letter_histogram(v) for k, v in scores_by.items()
+            if k not in (FUSED, TITLE, FUSED_TITLE, LIKELIHOOD, LIKELIHOOD_TITLE)}
     stats.plot_letter_histograms(hist, out / art.LETTERS.name)
     summary = {"test_users": len(cands), "rank_users": int((all_ranks >= 0).sum()), "scored_rank_users": len(per_user),
                "coverage": coverage, "subset": bool(subset), "num_candidates": n, "device": device,
                "model": cfg.ranker.model, "models": {k: results[k] for k in order}, "paired": paired,
                "letter_histogram": {k: [int(c) for c in v] for k, v in hist.items()}, "fusion": fusion,
-               "title_similarity": title,
+               "title_similarity": title, "title_likelihood": likelihood,
                "preferences": preference_note(run_dir)}
     write_json(out / art.RESULTS.name, summary)
     write_text(out / art.RESULTS_TABLE.name, results_markdown(summary, ks))
@@ -267,8 +284,16 @@ def _fusion(cfg: Config, run_dir: Path, ranker, samples_for, n: int) -> tuple[di
             (lm, samples))
 
 
-def _title_rows(cfg: Config, run_dir: Path, ds: Dataset, cands: pd.DataFrame, samples_for, fusion_valid,
-                scores_by: dict, ulmrec_samples, n: int) -> tuple[dict, list]:
+def _title_terms(ds: Dataset, emb: np.ndarray, frame: pd.DataFrame, users, lists, split: str, n: int,
+                 history: int) -> tuple[np.ndarray, np.ndarray]:
+    """(retriever scores, title similarity), both (N, n); the similarity is 0 past a shorter list."""
+    retr = _retriever_scores(frame, users, lists, n)
+    sim = title_similarity(ds, users, lists, split, emb, history)
+    return retr, np.where(np.isfinite(retr), np.pad(sim, ((0, 0), (0, n - sim.shape[1]))), 0.0)
+
+
+def _title_rows(cfg: Config, run_dir: Path, ds: Dataset, emb: np.ndarray, cands: pd.DataFrame, samples_for,
+                fusion_valid, scores_by: dict, ulmrec_samples, n: int) -> tuple[dict, list]:
     """"Retriever + title similarity" (w on every validation Rank user) and, with the fusion row (its
     validation scores in ``fusion_valid``), "ULMRec + retriever + title similarity" (both weights on the fusion
     users): the weights from validation users only, then the test scores. Returns (the summary,
@@ -277,13 +302,9 @@ def _title_rows(cfg: Config, run_dir: Path, ds: Dataset, cands: pd.DataFrame, sa
 
     ev, hist = cfg.evaluate, cfg.tasks.max_history
     t0 = time.perf_counter()
-    emb = title_embeddings(ds, ev.title_encoder)
 
     def terms(frame: pd.DataFrame, users, lists, split: str) -> tuple[np.ndarray, np.ndarray]:
-        """(retriever scores, title similarity), both (N, n); the similarity is 0 past a shorter list."""
-        retr = _retriever_scores(frame, users, lists, n)
-        sim = title_similarity(ds, users, lists, split, emb, hist)
-        return retr, np.where(np.isfinite(retr), np.pad(sim, ((0, 0), (0, n - sim.shape[1]))), 0.0)
+        return _title_terms(ds, emb, frame, users, lists, split, n, hist)
 
     valid_cands = pd.read_parquet(art.candidates_path(run_dir, "valid"))
     rows = rank_users(valid_cands, n)
@@ -306,6 +327,68 @@ def _title_rows(cfg: Config, run_dir: Path, ds: Dataset, cands: pd.DataFrame, sa
         out["with_ulmrec"] = {"retriever_weight": w_r, "title_weight": w_s, "valid_users": len(v_samples),
                               "valid_NDCG@10_by_weights": by}
     return out, rows_out
+
+
+class _LikelihoodScorer:
+    """:meth:`Ranker.score`'s interface over :class:`ulmrec.ranker.likelihood.TitleLikelihood` (one signal), so
+    :func:`score_in_chunks` saves and resumes it like the letter scores."""
+
+    def __init__(self, ranker, ds: Dataset, cfg: Config):
+        from ulmrec.ranker.likelihood import TitleLikelihood
+
+        ev = cfg.evaluate
+        self.signal = ev.likelihood_signal
+        self.scorer = TitleLikelihood(ranker.model, ranker.tokenizer, ds, history=cfg.tasks.max_history,
+                                      max_title_tokens=ev.likelihood_title_tokens, device=ranker.device)
+
+    def score(self, samples, desc: str = "title likelihood") -> tuple[np.ndarray, float]:
+        t0 = time.perf_counter()
+        if not samples:
+            return np.zeros((0, 0)), 0.0
+        splits = {(s.meta or {}).get("split") for s in samples}
+        if len(splits) != 1:
+            raise ValueError(f"one split at a time, got {sorted(map(str, splits))}")
+        users, lists = _listed(samples)
+        return self.scorer.score(users, lists, splits.pop())[self.signal], time.perf_counter() - t0
+
+
+def _likelihood_rows(cfg: Config, run_dir: Path, ds: Dataset, emb: np.ndarray | None, cands: pd.DataFrame,
+                     samples_for, test_samples, n: int, device: str, out: Path) -> tuple[dict, list]:
+    """"Retriever + LM title likelihood" and, with the title similarity (``emb``), "Retriever + title
+    similarity + LM title likelihood": the weights chosen on ``likelihood_users`` validation Rank users, then
+    the test scores. Returns (the summary, [(row name, test scores, seconds, model load seconds)])."""
+    from ulmrec.evaluation import stats  # defers scipy (0.1 s)
+
+    ev, hist = cfg.evaluate, cfg.tasks.max_history
+    t0 = time.perf_counter()
+    ranker = Ranker.build(cfg.ranker, (), device)  # untuned: LoRA B = 0, no added tokens
+    scorer = _LikelihoodScorer(ranker, ds, cfg)
+    load_s = time.perf_counter() - t0
+    valid_cands = pd.read_parquet(art.candidates_path(run_dir, "valid"))
+    v_samples = samples_for("no_index", valid_cands, "valid", ev.likelihood_users)
+    v_lm, _ = score_in_chunks(scorer, v_samples, cfg, out / "parts", "title likelihood valid")
+    t_lm, seconds = score_in_chunks(scorer, test_samples, cfg, out / "parts", "title likelihood test")
+    v_lm, t_lm = (np.pad(x, ((0, 0), (0, n - x.shape[1])), constant_values=-np.inf) for x in (v_lm, t_lm))
+    v_retr = _retriever_scores(valid_cands, *_listed(v_samples), n)
+    t_retr = _retriever_scores(cands, *_listed(test_samples), n)
+    targets = [s.target for s in v_samples]
+    # fuse() keeps the candidates where its first argument is finite: the retriever's list
+    w, by_w = stats.choose_fusion_weight(v_retr, np.where(np.isfinite(v_retr), v_lm, 0.0), targets,
+                                         grid=ev.likelihood_grid)
+    rows = [(LIKELIHOOD, stats.fuse(t_retr, np.where(np.isfinite(t_retr), t_lm, 0.0), w), seconds, load_s)]
+    summary = {"signal": ev.likelihood_signal, "weight": w, "valid_users": len(v_samples), "history": hist,
+               "title_tokens": ev.likelihood_title_tokens, "model": cfg.ranker.model,
+               "valid_NDCG@10_by_weight": {str(k): v for k, v in by_w.items()}}
+    if emb is not None:
+        v_sim = _title_terms(ds, emb, valid_cands, *_listed(v_samples), "valid", n, hist)[1]
+        t_sim = _title_terms(ds, emb, cands, *_listed(test_samples), "test", n, hist)[1]
+        (w_s, w_l), by = stats.choose_fusion_weights(v_retr, [v_sim, np.where(np.isfinite(v_retr), v_lm, 0.0)],
+                                                     targets, [ev.title_grid, ev.likelihood_grid])
+        fused = stats.fuse_terms(t_retr, [t_sim, np.where(np.isfinite(t_retr), t_lm, 0.0)], [w_s, w_l])
+        rows.append((LIKELIHOOD_TITLE, fused, seconds, load_s))
+        summary["with_title_similarity"] = {"title_weight": w_s, "likelihood_weight": w_l,
+                                            "valid_NDCG@10_by_weights": by}
+    return summary, rows
 
 
 def preference_note(run_dir: Path) -> str:
@@ -348,6 +431,14 @@ def results_markdown(summary: dict, ks: list[int]) -> str:
                   + (f"; \"{FUSED_TITLE}\": retriever w = {t['with_ulmrec']['retriever_weight']}, title w = "
                      f"{t['with_ulmrec']['title_weight']} (chosen on {t['with_ulmrec']['valid_users']} validation "
                      "users)" if t.get("with_ulmrec") else "") + ". Beyond the paper: the similarity row has no LLM."]
+    if summary.get("title_likelihood"):
+        t = summary["title_likelihood"]
+        lines += ["", f"LM title likelihood (`{t['signal']}`, the untuned {t['model']}, last {t['history']} history "
+                  f"titles, {t['title_tokens']} tokens a title): w = {t['weight']} for \"{LIKELIHOOD}\""
+                  + (f"; \"{LIKELIHOOD_TITLE}\": title w = {t['with_title_similarity']['title_weight']}, likelihood "
+                     f"w = {t['with_title_similarity']['likelihood_weight']}" if t.get("with_title_similarity") else "")
+                  + f" (chosen on {t['valid_users']} validation Rank users). Beyond the paper: the LM reads no "
+                  "preference sentence and no user index there."]
     if summary.get("letter_histogram"):
         from ulmrec.evaluation.stats import letter_histogram_markdown  # defers scipy (0.1 s)
 
