@@ -28,10 +28,13 @@ def test_smollm2_trains_and_evaluates(tmp_path):
     assert all(e["loss"] > 0 for e in log if e["event"] == "train")
     run_stage(get_stage("evaluate"), tiny_config(run_dir, "smollm2-135m-instruct", "ranker.max_steps=3",
                                                  "ranker.eval_every=3", "ranker.max_length=1024",
-                                                 "ranker.num_threads=2", "evaluate.title_similarity=true"))
+                                                 "ranker.num_threads=2", "evaluate.title_similarity=true",
+                                                 "evaluate.title_likelihood=true"))
     res = json.loads((run_dir / "evaluate" / "results.json").read_text())
     assert res["models"]["ULMRec"]["scored_users"] == res["rank_users"]
     assert 0 < res["models"]["ULMRec"]["Rank"]["Recall@10"] <= 1
     # the real MiniLM embeds the titles: both title rows are scored on the same users
-    for row in ("Retriever + title similarity", "ULMRec + retriever + title similarity"):
+    # and the real LM scores the titles' likelihood (ulmrec.ranker.likelihood) for the two likelihood rows
+    for row in ("Retriever + title similarity", "ULMRec + retriever + title similarity",
+                "Retriever + LM title likelihood", "Retriever + title similarity + LM title likelihood"):
         assert res["models"][row]["scored_users"] == res["rank_users"]
