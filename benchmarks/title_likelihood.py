@@ -65,24 +65,78 @@ def subset(run: Path, split: str, n_users: int, n_candidates: int = 20):
             "coverage": float(len(rank_users(cands, n_candidates)) / max(1, len(cands)))}
 
 
-def score(run: Path, splits: list[str], n_users: dict, history: int, max_title_tokens: int, chunk: int) -> None:
-    """LM title-likelihood scores for each split's subset, saved chunk by chunk (resumable)."""
+def ranker_config(lora_layers: int, targets: list[str]):
+    """The ranker settings of the tuned LM: SmolLM2-135M-Instruct, bf16 where the CPU has it, LoRA r 8."""
+    from ulmrec.config import load_config
+
+    return load_config(None, ["ranker.model=smollm2-135m-instruct", f"ranker.lora_layers={lora_layers}",
+                              f"ranker.lora_targets=[{', '.join(targets)}]", "device=cpu"]).ranker
+
+
+def tag_dir(run: Path, tag: str) -> Path:
+    """Where a model's scores live: the zero-shot LM's directly under bench-title-likelihood/, a tuned one's in
+    its own folder beside its adapter."""
+    root = run / "bench-title-likelihood"
+    return root if tag == "zero-shot" else root / tag
+
+
+def train(run: Path, tag: str, steps: int, batch_size: int, lr: float, history: int, max_title_tokens: int,
+          lora_layers: int, targets: list[str]) -> None:
+    """LoRA-tune the LM on next titles of the training sequences (``ulmrec.ranker.likelihood.train_title_lm``)
+    and save the adapter into ``tag_dir/adapter`` with its loss log."""
+    from ulmrec.data.dataset import Dataset
+    from ulmrec.io import write_json
+    from ulmrec.ranker.likelihood import train_title_lm
+    from ulmrec.ranker.model import build_ranker, save_adapter
+
+    ds = Dataset.load(run / "data")
+    model, tok = build_ranker(ranker_config(lora_layers, targets), [], "cpu")
+    t0 = time.perf_counter()
+    log = train_title_lm(model, tok, ds, steps=steps, batch_size=batch_size, lr=lr, history=history,
+                         max_title_tokens=max_title_tokens)
+    seconds = time.perf_counter() - t0
+    out = tag_dir(run, tag)
+    save_adapter(model, tok, out / "adapter")
+    write_json(out / "train.json", {"steps": steps, "batch_size": batch_size, "lr": lr, "history": history,
+                                    "max_title_tokens": max_title_tokens, "lora_layers": lora_layers,
+                                    "lora_targets": targets, "seconds": round(seconds, 1),
+                                    "seconds_per_sample": round(seconds / (steps * batch_size), 4), "log": log})
+    print(f"{run.name} {tag}: {steps} steps in {seconds:.0f} s, loss {log[0]['loss']:.3f} -> "
+          f"{np.mean([e['loss'] for e in log[-20:]]):.3f}", file=sys.stderr)
+
+
+def load_lm(run: Path, tag: str):
+    """(model, tokenizer): the untuned SmolLM2 for 'zero-shot', else the base with the tag's adapter."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from ulmrec.io import read_json
+    from ulmrec.ranker.model import cpu_has_bf16, load_ranker, smollm2_path
+
+    if tag == "zero-shot":
+        path = smollm2_path()
+        tok = AutoTokenizer.from_pretrained(str(path))
+        dtype = torch.bfloat16 if cpu_has_bf16() else torch.float32
+        return AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype).eval(), tok
+    info = read_json(tag_dir(run, tag) / "train.json")
+    model, tok = load_ranker(ranker_config(info["lora_layers"], info["lora_targets"]), tag_dir(run, tag) / "adapter",
+                             "cpu")
+    return model.eval(), tok
+
+
+def score(run: Path, splits: list[str], n_users: dict, history: int, max_title_tokens: int, chunk: int,
+          tag: str = "zero-shot") -> None:
+    """LM title-likelihood scores for each split's subset, saved chunk by chunk (resumable)."""
     from ulmrec.data.dataset import Dataset
     from ulmrec.io import atomic_path
     from ulmrec.ranker.likelihood import TitleLikelihood
-    from ulmrec.ranker.model import cpu_has_bf16, smollm2_path
 
     ds = Dataset.load(run / "data")
-    path = smollm2_path()
-    tok = AutoTokenizer.from_pretrained(str(path))
-    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.bfloat16 if cpu_has_bf16() else torch.float32)
-    scorer = TitleLikelihood(model.eval(), tok, ds, history=history, max_title_tokens=max_title_tokens)
+    model, tok = load_lm(run, tag)
+    scorer = TitleLikelihood(model, tok, ds, history=history, max_title_tokens=max_title_tokens)
     for split in splits:
         sub = subset(run, split, n_users[split])
-        out = run / "bench-title-likelihood" / split
+        out = tag_dir(run, tag) / split
         out.mkdir(parents=True, exist_ok=True)
         for start in range(0, len(sub["users"]), chunk):
             f = out / f"chunk-{start:06d}.npz"
@@ -98,13 +152,13 @@ def score(run: Path, splits: list[str], n_users: dict, history: int, max_title_t
                   f"{(time.perf_counter() - t0) / len(users):.3f} s/user", file=sys.stderr, flush=True)
 
 
-def load_scores(run: Path, split: str, users: np.ndarray) -> tuple[dict, float]:
+def load_scores(run: Path, split: str, users: np.ndarray, tag: str = "zero-shot") -> tuple[dict, float]:
     """The saved chunks of ``split`` for exactly ``users`` (an error when any is missing), and seconds per user."""
-    d = run / "bench-title-likelihood" / split
+    d = tag_dir(run, tag) / split
     parts = [np.load(f) for f in sorted(d.glob("chunk-*.npz"))] if d.exists() else []
     got = np.concatenate([p["users"] for p in parts]) if parts else np.zeros(0, np.int64)
     if not np.array_equal(got, users):
-        raise SystemExit(f"{d}: scores for {len(got)} of {len(users)} users; run `score` first")
+        raise SystemExit(f"{d}: scores for {len(got)} of {len(users)} users; run `score --tag {tag}` first")
     secs = sum(float(p["seconds"]) for p in parts) / max(1, len(users))
     return {s: np.concatenate([p[s] for p in parts]) for s in SIGNALS}, secs
 
@@ -115,19 +169,14 @@ def _ranks(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
     return target_rank(scores, targets, np.isfinite(scores)).numpy()
 
 
-def _fused(sub: dict, lm: np.ndarray | None, sim: np.ndarray | None, w_lm: float, w_sim: float) -> np.ndarray:
+def _fused(retriever: np.ndarray, terms: list[np.ndarray], weights: list[float]) -> np.ndarray:
     from ulmrec.evaluation.stats import fuse_terms
 
-    terms, ws = [], []
-    if sim is not None:
-        terms.append(sim), ws.append(w_sim)
-    if lm is not None:
-        terms.append(lm), ws.append(w_lm)
-    return fuse_terms(sub["retriever"], terms, ws)
+    return fuse_terms(retriever, terms, weights) if terms else retriever
 
 
 def choose(sub: dict, idx: np.ndarray, lm: dict | None, sim: np.ndarray | None) -> dict:
-    """Signal and weights with the best mean NDCG@10 on the users ``idx`` (ties: the smaller weights)."""
+    """Signal and weights with the best mean NDCG@10 on the users ``idx`` (ties: the smaller weights, then pmi)."""
     from ulmrec.evaluation.stats import choose_fusion_weights
 
     best = None
@@ -140,55 +189,67 @@ def choose(sub: dict, idx: np.ndarray, lm: dict | None, sim: np.ndarray | None) 
         ws, by = choose_fusion_weights(sub["retriever"][idx], terms, sub["targets"][idx], grids)
         value = max(by.values())
         if best is None or value > best["valid_NDCG@10"]:
-            w_sim = ws[0] if sim is not None else 0.0
-            w_lm = ws[-1] if lm is not None else 0.0
-            best = {"signal": name, "w_sim": w_sim, "w_lm": w_lm, "valid_NDCG@10": value}
+            best = {"signal": name, "w_sim": ws[0] if sim is not None else 0.0,
+                    "w_lm": ws[-1] if lm is not None else 0.0, "valid_NDCG@10": value}
     return best
 
 
-def rows_for(sub: dict, lm: dict, sim: np.ndarray, picks: dict, idx: np.ndarray) -> dict:
-    """Ranks on the users ``idx`` of every row, with the weights of ``picks``."""
-    def sl(a: np.ndarray) -> np.ndarray:
-        return a[idx]
-
-    part = {"retriever": sub["retriever"][idx], "targets": sub["targets"][idx]}
-    lm_alone = picks["lm_alone"]
-    return {
-        "Retriever order": _ranks(part["retriever"], part["targets"]),
-        "LM title likelihood alone (zero-shot)": _ranks(sl(lm[lm_alone]), part["targets"]),
-        "Title similarity alone (MiniLM, no LLM)": _ranks(sl(sim), part["targets"]),
-        "Retriever + title similarity (no LLM)": _ranks(_fused(part, None, sl(sim), 0, picks["sim"]["w_sim"]),
-                                                        part["targets"]),
-        "Retriever + LM title likelihood": _ranks(_fused(part, sl(lm[picks["lm"]["signal"]]), None,
-                                                         picks["lm"]["w_lm"], 0), part["targets"]),
-        "Retriever + title similarity + LM title likelihood": _ranks(
-            _fused(part, sl(lm[picks["both"]["signal"]]), sl(sim), picks["both"]["w_lm"], picks["both"]["w_sim"]),
-            part["targets"]),
-    }
+RETRIEVER, SIM_ALONE, SIM = "Retriever order", "Title similarity alone (MiniLM, no LLM)", \
+    "Retriever + title similarity (no LLM)"
 
 
-PAIRS = [("LM title likelihood alone (zero-shot)", "Retriever order"),
-         ("Title similarity alone (MiniLM, no LLM)", "Retriever order"),
-         ("Retriever + title similarity (no LLM)", "Retriever order"),
-         ("Retriever + LM title likelihood", "Retriever order"),
-         ("Retriever + title similarity + LM title likelihood", "Retriever order"),
-         ("Retriever + LM title likelihood", "Retriever + title similarity (no LLM)"),
-         ("Retriever + title similarity + LM title likelihood", "Retriever + title similarity (no LLM)")]
+def names(tag: str) -> tuple[str, str, str]:
+    """The three rows of one LM: alone, + retriever, + retriever + similarity."""
+    return (f"LM title likelihood alone ({tag})", f"Retriever + LM title likelihood ({tag})",
+            f"Retriever + title similarity + LM title likelihood ({tag})")
 
 
-def pick_all(sub: dict, idx: np.ndarray, lm: dict, sim: np.ndarray) -> dict:
+def pairs(tags: list[str]) -> list[tuple[str, str]]:
+    out = [(SIM_ALONE, RETRIEVER), (SIM, RETRIEVER)]
+    for tag in tags:
+        alone, fused, both = names(tag)
+        out += [(alone, RETRIEVER), (fused, RETRIEVER), (both, RETRIEVER), (fused, SIM), (both, SIM)]
+    if "zero-shot" in tags:
+        for tag in (t for t in tags if t != "zero-shot"):
+            out += [(names(tag)[i], names("zero-shot")[i]) for i in range(3)]
+    return out
+
+
+def pick_all(sub: dict, idx: np.ndarray, lms: dict, sim: np.ndarray) -> dict:
+    """Every choice, on the users ``idx`` only: the similarity weight, and per LM its signal alone and its
+    signal + weights fused."""
     from ulmrec.metrics import metrics_from_ranks
 
-    alone = {s: metrics_from_ranks(_ranks(lm[s][idx], sub["targets"][idx]), (10,))["NDCG@10"] for s in SIGNALS}
-    return {"lm_alone": max(SIGNALS, key=lambda s: (alone[s], -SIGNALS.index(s))), "lm_alone_valid_NDCG@10": alone,
-            "sim": choose(sub, idx, None, sim), "lm": choose(sub, idx, lm, None), "both": choose(sub, idx, lm, sim)}
+    out = {"sim": choose(sub, idx, None, sim), "lm": {}}
+    for tag, lm in lms.items():
+        alone = {s: metrics_from_ranks(_ranks(lm[s][idx], sub["targets"][idx]), (10,))["NDCG@10"] for s in SIGNALS}
+        out["lm"][tag] = {"alone": max(SIGNALS, key=lambda s: (alone[s], -SIGNALS.index(s))),
+                          "alone_valid_NDCG@10": alone, "fused": choose(sub, idx, lm, None),
+                          "with_similarity": choose(sub, idx, lm, sim)}
+    return out
 
 
-def measure(run: Path, n_users: dict, history: int) -> dict:
+def rows_for(sub: dict, lms: dict, sim: np.ndarray, picks: dict, idx: np.ndarray) -> dict:
+    """Ranks on the users ``idx`` of every row, with the choices of ``picks``."""
+    retr, t = sub["retriever"][idx], sub["targets"][idx]
+    out = {RETRIEVER: _ranks(retr, t), SIM_ALONE: _ranks(sim[idx], t),
+           SIM: _ranks(_fused(retr, [sim[idx]], [picks["sim"]["w_sim"]]), t)}
+    for tag, lm in lms.items():
+        p = picks["lm"][tag]
+        alone, fused, both = names(tag)
+        f, b = p["fused"], p["with_similarity"]
+        out[alone] = _ranks(lm[p["alone"]][idx], t)
+        out[fused] = _ranks(_fused(retr, [lm[f["signal"]][idx]], [f["w_lm"]]), t)
+        out[both] = _ranks(_fused(retr, [sim[idx], lm[b["signal"]][idx]], [b["w_sim"], b["w_lm"]]), t)
+    return out
+
+
+def measure(run: Path, n_users: dict, history: int, tags: list[str]) -> dict:
     from ulmrec.data.dataset import Dataset
     from ulmrec.evaluation.stage import overall_from_rank
     from ulmrec.evaluation.stats import paired_bootstrap
     from ulmrec.evaluation.title_signal import title_embeddings, title_similarity
+    from ulmrec.io import read_json
     from ulmrec.metrics import metrics_from_ranks
 
     ds = Dataset.load(run / "data")
@@ -196,10 +257,14 @@ def measure(run: Path, n_users: dict, history: int) -> dict:
     subs, lms, sims, secs = {}, {}, {}, {}
     for split in ("valid", "test"):
         subs[split] = sub = subset(run, split, n_users[split])
-        lms[split], secs[split] = load_scores(run, split, sub["users"])
+        lms[split] = {}
+        for tag in tags:
+            lms[split][tag], secs[f"{tag} {split}"] = load_scores(run, split, sub["users"], tag)
         sims[split] = title_similarity(ds, list(sub["users"]), [list(c) for c in sub["candidates"]], split, emb,
                                        history, how="max")
-    out = {"run": str(run), "seconds_per_user": secs}
+    out = {"run": str(run), "seconds_per_user": secs, "tags": tags,
+           "training": {t: {k: v for k, v in read_json(tag_dir(run, t) / "train.json").items() if k != "log"}
+                        for t in tags if t != "zero-shot"}}
     # validation: choose on one half, report on the other
     v = subs["valid"]
     perm = np.random.default_rng(0).permutation(len(v["users"]))
@@ -209,8 +274,8 @@ def measure(run: Path, n_users: dict, history: int) -> dict:
     out["valid"] = {"users": int(len(v["users"])), "choose_users": int(len(pick)), "report_users": int(len(held)),
                     "picks": half, "models": {k: metrics_from_ranks(r, (5, 10)) for k, r in ranks.items()},
                     "paired": {f"{a} - {b}": paired_bootstrap(ranks[a], ranks[b], metrics=("NDCG@10",), seed=0)
-                               for a, b in PAIRS}}
-    # test: weights chosen on all validation users, test read once
+                               for a, b in pairs(tags)}}
+    # test: every choice made on all validation users, test read once
     t = subs["test"]
     picks = pick_all(v, np.arange(len(v["users"])), lms["valid"], sims["valid"])
     ranks = rows_for(t, lms["test"], sims["test"], picks, np.arange(len(t["users"])))
@@ -219,9 +284,9 @@ def measure(run: Path, n_users: dict, history: int) -> dict:
         rank = metrics_from_ranks(r, (5, 10))
         models[k] = {"Rank": rank, "Overall": overall_from_rank(rank, t["coverage"])}
     out["test"] = {"users": int(len(t["users"])), "coverage": t["coverage"], "picks": picks, "models": models,
-                   "paired": {f"{a} - {b}": paired_bootstrap(ranks[a], ranks[b], metrics=("NDCG@10", "MRR@10",
-                                                                                           "Recall@10"), seed=0)
-                              for a, b in PAIRS}}
+                   "paired": {f"{a} - {b}": paired_bootstrap(ranks[a], ranks[b],
+                                                             metrics=("NDCG@10", "MRR@10", "Recall@10"), seed=0)
+                              for a, b in pairs(tags)}}
     return out
 
 
@@ -234,21 +299,22 @@ def markdown(result: dict) -> str:
     from ulmrec.paper import row as paper_row
 
     a = result["args"]
-    lines = ["# The LM's title likelihood beside the retriever (zero-shot SmolLM2-135M-Instruct; beyond the paper)", "",
+    lines = ["# The LM's title likelihood beside the retriever (SmolLM2-135M-Instruct; beyond the paper)", "",
              f"Each candidate scored by `ulmrec.ranker.likelihood`: the log-probability of its title (first "
              f"{a['max_title_tokens']} tokens) as the next line after the user's last {a['history']} history titles "
-             "(`cond`), minus the same title's log-probability with no history (`pmi`). Fused rows: retriever "
-             "log-softmax + w x MiniLM cosine + v x LM score; the signal and the weights are chosen on validation "
-             "users only. No training; no preference sentence is read (the shipped GPT-3.5 sentences play no part). "
-             "Every row of a table is on the same users; intervals are paired bootstrap 95 % intervals of the "
-             "difference in NDCG@10.", ""]
+             "(`cond`), minus the same title's log-probability with no history (`pmi`). `zero-shot` is the untuned "
+             "LM; a tuned LM is the same LM with a LoRA adapter trained on next titles of the users' training "
+             "sequences (`train`; no validation or test item). Fused rows: retriever log-softmax + w x MiniLM "
+             "cosine + v x LM score; every signal and weight is chosen on validation users only. No preference "
+             "sentence and no user index is read (the shipped GPT-3.5 sentences play no part). Every row of a "
+             "table is on the same users; intervals are paired bootstrap 95 % intervals of the difference.", ""]
     for name, r in result["datasets"].items():
         t, v = r["test"], r["valid"]
         lines += [f"## {name}: test, {t['users']} Rank users (coverage {t['coverage']:.4f})", "",
-                  "| row | Rank N@10 | Rank R@10 | Rank M@10 | Overall N@10 | Overall R@10 | vs retriever order |",
+                  "| row | Rank N@10 | Rank R@10 | Rank M@10 | Overall N@10 | Overall R@10 | N@10 vs retriever order |",
                   "|---|---|---|---|---|---|---|"]
         for k, m in t["models"].items():
-            key = f"{k} - Retriever order"
+            key = f"{k} - {RETRIEVER}"
             diff = _ci(t["paired"][key]["NDCG@10"]) if key in t["paired"] else ""
             lines.append(f"| {k} | {m['Rank']['NDCG@10']:.4f} | {m['Rank']['Recall@10']:.4f} | "
                          f"{m['Rank']['MRR@10']:.4f} | {m['Overall']['NDCG@10']:.4f} | {m['Overall']['Recall@10']:.4f} "
@@ -258,24 +324,30 @@ def markdown(result: dict) -> str:
             what = "retriever" if model == "LRURec" else "Llama-2-7b, trained"
             lines.append(f"| paper Table 2: {model} ({what}) | {rk['NDCG@10']:.4f} | {rk['Recall@10']:.4f} | "
                          f"{rk['MRR@10']:.4f} | {ov['NDCG@10']:.4f} | {ov['Recall@10']:.4f} | |")
+        lines += ["", "Other paired differences on the test users (NDCG@10):", ""]
+        lines += [f"- {k}: {_ci(d['NDCG@10'])}" for k, d in t["paired"].items() if not k.endswith(f" - {RETRIEVER}")]
         pk = t["picks"]
-        lines += ["", "What the LM adds beyond the no-LLM similarity (test, paired NDCG@10):", ""]
-        for key in ("Retriever + LM title likelihood - Retriever + title similarity (no LLM)",
-                    "Retriever + title similarity + LM title likelihood - Retriever + title similarity (no LLM)"):
-            lines.append(f"- {key}: {_ci(t['paired'][key]['NDCG@10'])}")
-        lines += ["", f"Chosen on all {v['users']} validation users: LM alone `{pk['lm_alone']}`; retriever + "
-                  f"similarity w={pk['sim']['w_sim']:g}; retriever + LM `{pk['lm']['signal']}` v={pk['lm']['w_lm']:g}; "
-                  f"all three `{pk['both']['signal']}` w={pk['both']['w_sim']:g}, v={pk['both']['w_lm']:g}.", "",
-                  f"Validation (weights chosen on {v['choose_users']} users, reported on the other "
+        chosen = [f"retriever + similarity w={pk['sim']['w_sim']:g}"]
+        for tag, p in pk["lm"].items():
+            f, b = p["fused"], p["with_similarity"]
+            chosen.append(f"{tag}: alone `{p['alone']}`, + retriever `{f['signal']}` v={f['w_lm']:g}, + retriever + "
+                          f"similarity `{b['signal']}` w={b['w_sim']:g} v={b['w_lm']:g}")
+        lines += ["", f"Chosen on all {v['users']} validation users: " + "; ".join(chosen) + "."]
+        lines += ["", f"Validation (choices made on {v['choose_users']} users, reported on the other "
                   f"{v['report_users']}):", "", "| row | N@10 | vs retriever order |", "|---|---|---|"]
         for k, m in v["models"].items():
-            key = f"{k} - Retriever order"
+            key = f"{k} - {RETRIEVER}"
             lines.append(f"| {k} | {m['NDCG@10']:.4f} | {_ci(v['paired'][key]['NDCG@10']) if key in v['paired'] else ''} |")
-        for key in ("Retriever + title similarity + LM title likelihood - Retriever + title similarity (no LLM)",):
-            lines.append(f"\n{key} (validation): {_ci(v['paired'][key]['NDCG@10'])}")
-        s = r["seconds_per_user"]
-        lines += ["", f"Scoring: {s['valid']:.3f} s per validation user, {s['test']:.3f} s per test user (one thread, "
-                  "bf16, history prefix once + 20 title continuations in one batch, per-item no-history term cached)."]
+        lines += ["", "Other paired differences on the held validation half (NDCG@10):", ""]
+        lines += [f"- {k}: {_ci(d['NDCG@10'])}" for k, d in v["paired"].items() if not k.endswith(f" - {RETRIEVER}")]
+        lines += ["", "Scoring seconds per user (one thread, bf16; the history prefix once + 20 title continuations in "
+                  "one batch; the no-history term cached per item): "
+                  + ", ".join(f"{k} {x:.3f}" for k, x in r["seconds_per_user"].items()) + "."]
+        for tag, info in r.get("training", {}).items():
+            lines.append(f"Tuning `{tag}`: {info['steps']} steps x {info['batch_size']} next-title pairs, lr "
+                         f"{info['lr']:g}, LoRA r 8 on {', '.join(info['lora_targets'])} of the top "
+                         f"{info['lora_layers']} layers, {info['seconds']:.0f} s of one core "
+                         f"({info['seconds_per_sample']:.3f} s per pair).")
         lines.append("")
     lines.append(f"Load average before/after the report: {result['load_before'][0]:.2f} / {result['load_after'][0]:.2f} "
                  "(scoring runs: see the notes).")
@@ -299,7 +371,7 @@ def _runs(specs: list[str]) -> dict[str, Path]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("action", choices=("score", "report"))
+    ap.add_argument("action", choices=("train", "score", "report"))
     ap.add_argument("runs", nargs="+", help="name=run_dir (data/ and retrieval/ of a finished run)")
     ap.add_argument("--split", nargs="+", default=["valid", "test"], choices=("valid", "test"))
     ap.add_argument("--valid-users", type=int, default=600)
@@ -307,22 +379,36 @@ def main() -> int:
     ap.add_argument("--history", type=int, default=10, help="history titles (the benchmarks' tasks.max_history)")
     ap.add_argument("--max-title-tokens", type=int, default=12, help="tokens per title (the benchmarks' ranker value)")
     ap.add_argument("--chunk", type=int, default=100)
+    ap.add_argument("--tag", default="zero-shot", help="train/score: zero-shot, or a tuned adapter's tag")
+    ap.add_argument("--tags", nargs="+", default=["zero-shot"], help="report: the LMs whose rows to show")
+    ap.add_argument("--steps", type=int, default=300, help="train: optimizer steps")
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--lora-layers", type=int, default=8, help="train: LoRA in the top N layers (0 = all)")
+    ap.add_argument("--lora-targets", nargs="+", default=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
+                                                          "up_proj", "down_proj"])
     ap.add_argument("--out", default="title_likelihood")
     ap.add_argument("--note", default="")
     args = ap.parse_args()
     n_users = {"valid": args.valid_users, "test": args.test_users}
     runs = _runs(args.runs)
-    if args.action == "score":
+    if args.action in ("train", "score"):
         import torch
 
         torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
         for run in runs.values():
-            score(run, args.split, n_users, args.history, args.max_title_tokens, args.chunk)
+            if args.action == "train":
+                if args.tag == "zero-shot":
+                    raise SystemExit("train: name the tuned model with --tag (not zero-shot)")
+                train(run, args.tag, args.steps, args.batch_size, args.lr, args.history, args.max_title_tokens,
+                      args.lora_layers, args.lora_targets)
+            else:
+                score(run, args.split, n_users, args.history, args.max_title_tokens, args.chunk, args.tag)
         return 0
     load_before = os.getloadavg()
     datasets = {}
     for name, run in runs.items():
-        datasets[name] = measure(run, n_users, args.history)
+        datasets[name] = measure(run, n_users, args.history, args.tags)
         try:
             datasets[name]["run"] = str(run.resolve().relative_to(REPO))
         except ValueError:

@@ -92,3 +92,43 @@ def test_bad_settings_are_refused(lm, tmp_path):
     ds = Dataset.load(make_run_dir(tmp_path) / "data")
     with pytest.raises(ValueError, match="history and max_title_tokens"):
         TitleLikelihood(model, tok, ds, history=0)
+
+
+def test_next_title_pairs_come_from_training_sequences_only(tmp_path):
+    from ulmrec.ranker.likelihood import next_title_pairs
+
+    ds = Dataset.load(make_run_dir(tmp_path) / "data")
+    pairs = next_title_pairs(ds, 200, history=3, seed=1)
+    assert pairs == next_title_pairs(ds, 200, history=3, seed=1)
+    held = {(u, int(i)) for u in range(ds.num_users) for i in ds.sequence(u)[-2:]}  # validation and test items
+    for hist, target in pairs:
+        assert 1 <= len(hist) <= 3
+        owners = [u for u in range(ds.num_users) if list(ds.history(u, "valid")).count(target)
+                  and all(i in list(ds.history(u, "valid")) for i in hist)]
+        assert owners and all((u, target) not in held for u in owners)
+
+
+def test_tuning_lowers_the_next_title_loss_and_moves_only_lora(tiny_llama, tmp_path):
+    """A few steps on the tiny run's training pairs: the LoRA weights move, the base weights do not, and the
+    loss on the same pairs falls (the tiny model can fit them)."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ulmrec.ranker.likelihood import train_title_lm
+
+    ds = Dataset.load(make_run_dir(tmp_path) / "data")
+    tok = AutoTokenizer.from_pretrained(str(tiny_llama))
+    base = AutoModelForCausalLM.from_pretrained(str(tiny_llama))
+    model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
+    log = train_title_lm(model, tok, ds, steps=30, batch_size=4, lr=1e-2, history=2, max_title_tokens=4, warmup=1,
+                         progress=False)
+    assert len(log) == 30 and all(np.isfinite(e["loss"]) for e in log)
+    assert np.mean([e["loss"] for e in log[-5:]]) < np.mean([e["loss"] for e in log[:5]])
+    for n, p in model.named_parameters():
+        if n in frozen:
+            assert torch.equal(p, frozen[n]), n
+    assert any(("lora_B" in n) and p.abs().sum() > 0 for n, p in model.named_parameters())
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        plain = AutoModelForCausalLM.from_pretrained(str(tiny_llama)).requires_grad_(False)
+        train_title_lm(plain, tok, ds, steps=1, progress=False)

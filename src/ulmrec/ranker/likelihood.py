@@ -157,3 +157,78 @@ class TitleLikelihood:
                 on_user(n)
         self.model.train(was_training)
         return out
+
+
+# ----------------------------------------------------------------------------------------- tuning
+def next_title_pairs(ds: Dataset, n: int, history: int, seed: int = 0) -> list[tuple[list[int], int]]:
+    """``n`` (history items, next item) pairs drawn from the users' TRAINING sequences only (the items before
+    each user's validation item): a user uniformly, then a position ``t >= 1`` of their training sequence
+    uniformly; the history is the ``history`` items before it. Neither validation nor test items ever enter."""
+    rng = np.random.default_rng([seed, 13])
+    seqs = [ds.history(u, "valid") for u in range(ds.num_users)]
+    users = np.array([u for u, s in enumerate(seqs) if len(s) >= 2])
+    if not len(users):
+        raise ValueError("no user has two training items")
+    out = []
+    for u in rng.choice(users, size=n):
+        s = seqs[int(u)]
+        t = int(rng.integers(1, len(s)))
+        out.append(([int(i) for i in s[max(0, t - history):t]], int(s[t])))
+    return out
+
+
+def train_title_lm(model, tokenizer, ds: Dataset, steps: int, batch_size: int = 8, lr: float = 1e-3,
+                   history: int = 10, max_title_tokens: int = 12, warmup: int = 20, seed: int = 0,
+                   device: str = "cpu", intro: str = INTRO, progress: bool = True,
+                   log: Callable[[dict], None] | None = None) -> list[dict]:
+    """Tune ``model`` (a LoRA-wrapped causal LM; only its trainable parameters move) on the next title: the loss
+    is the cross-entropy of the next item's title tokens (``max_title_tokens``) after the same history prompt
+    the scorer reads, averaged over those tokens, on ``steps`` x ``batch_size`` pairs of
+    :func:`next_title_pairs`. The LM head runs on the title positions only. AdamW, linear warm-up then constant.
+    Returns the loss log (one entry per step)."""
+    from ulmrec.ranker.predict import lm_parts
+
+    torch.manual_seed(seed)
+    scorer = TitleLikelihood(model, tokenizer, ds, history=history, max_title_tokens=max_title_tokens,
+                             device=device, intro=intro)
+    decoder, _ = lm_parts(model)
+    weight = scorer._weight
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("the model has no trainable parameters (wrap it with LoRA first)")
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, warmup)))
+    pairs = next_title_pairs(ds, steps * batch_size, history, seed)
+    model.train()
+    out = []
+    bar = tqdm(range(steps), desc="tuning on next titles", disable=not progress, leave=False)
+    for step in bar:
+        seqs, first = [], []
+        for hist, target in pairs[step * batch_size:(step + 1) * batch_size]:
+            prefix = scorer._encode(history_prompt([scorer._cut(i) for i in hist], intro))
+            seqs.append(prefix + scorer._tokens([target])[0])
+            first.append(len(prefix))
+        width = max(len(s) for s in seqs)
+        ids = torch.zeros((len(seqs), width), dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        rows, cols, labels = [], [], []
+        for i, (s, f) in enumerate(zip(seqs, first, strict=True)):
+            ids[i, :len(s)] = torch.as_tensor(s)
+            mask[i, :len(s)] = 1
+            for j in range(f, len(s)):  # position j-1 predicts token j
+                rows.append(i), cols.append(j - 1), labels.append(s[j])
+        hidden = decoder(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False).last_hidden_state
+        logits = hidden[torch.as_tensor(rows), torch.as_tensor(cols)].float() @ weight.T
+        loss = torch.nn.functional.cross_entropy(logits, torch.as_tensor(labels, device=device))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        entry = {"step": step + 1, "loss": float(loss), "lr": sched.get_last_lr()[0]}
+        out.append(entry)
+        bar.set_postfix(loss=f"{entry['loss']:.3f}")
+        if log is not None:
+            log(entry)
+    model.eval()
+    return out

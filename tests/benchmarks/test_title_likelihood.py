@@ -1,0 +1,73 @@
+"""benchmarks/title_likelihood.py: the LM's title likelihood beside the retriever, choices on validation only."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from helpers import LETTERS, load_benchmark, make_run_dir
+from ulmrec.config import load_config
+from ulmrec.data.dataset import Dataset
+from ulmrec.tasks import build_eval_samples
+
+
+def _fake_scores(mod, run, tag, informative: bool, n_users):
+    """Saved chunks as `score` writes them: an informative LM puts the target first, another one is noise."""
+    rng = np.random.default_rng(0)
+    for split in ("valid", "test"):
+        sub = mod.subset(run, split, n_users[split], LETTERS)
+        out = mod.tag_dir(run, tag) / split
+        out.mkdir(parents=True, exist_ok=True)
+        s = rng.normal(size=sub["candidates"].shape)
+        if informative:
+            s[np.arange(len(s)), sub["targets"]] += 50.0
+        np.savez(out / "chunk-000000.npz", users=sub["users"], seconds=1.0, pmi=s, cond=s - 1.0)
+
+
+def test_test_users_are_the_evaluate_stages_subset(tmp_path):
+    """The test draw is build_eval_samples' (seed 42, the evaluate stage's max_users), so rows pair with the
+    evaluate stage's runs; validation users are a draw of their own."""
+    mod = load_benchmark("title_likelihood")
+    run = make_run_dir(tmp_path)
+    sub = mod.subset(run, "test", 3, LETTERS)
+    cfg = load_config(None, [f"run_dir={run}", f"tasks.num_candidates={LETTERS}", "tasks.identity=index"])
+    cands = pd.read_parquet(run / "retrieval" / "candidates_test.parquet")
+    samples = build_eval_samples(Dataset.load(run / "data"), "test", cands, cfg.tasks, prompt="no_index",
+                                 max_users=3, seed=42)
+    assert sub["users"].tolist() == [s.user_idx for s in samples]
+    assert sub["candidates"].tolist() == [s.candidates for s in samples]
+    assert sub["targets"].tolist() == [s.target for s in samples]
+    assert sub["coverage"] == pytest.approx(6 / 8)
+
+
+def test_report_pairs_every_row_and_chooses_on_validation(tmp_path, monkeypatch):
+    mod = load_benchmark("title_likelihood")
+    run = make_run_dir(tmp_path)
+    monkeypatch.setattr(mod, "subset", lambda r, split, n, c=LETTERS, f=mod.subset: f(r, split, n, LETTERS))
+    import ulmrec.evaluation.title_signal as ts
+
+    monkeypatch.setattr(ts, "TextEncoder", lambda *a, **k: type("E", (), {"encode": lambda self, t: np.eye(len(t))})())
+    n_users = {"valid": 0, "test": 0}
+    _fake_scores(mod, run, "zero-shot", informative=False, n_users=n_users)
+    _fake_scores(mod, run, "tuned", informative=True, n_users=n_users)
+    (mod.tag_dir(run, "tuned") / "train.json").write_text(
+        '{"steps": 1, "batch_size": 2, "lr": 0.001, "lora_layers": 8, "lora_targets": ["q_proj"], "seconds": 1.0, '
+        '"seconds_per_sample": 0.5, "log": []}')
+    r = mod.measure(run, n_users, history=3, tags=["zero-shot", "tuned"])
+    t = r["test"]
+    alone, fused, both = mod.names("tuned")
+    # the informative LM alone and fused ranks every target first; its weight came from validation users
+    assert t["models"][alone]["Rank"]["NDCG@10"] == pytest.approx(1.0)
+    assert t["picks"]["lm"]["tuned"]["fused"]["w_lm"] > 0 and t["models"][fused]["Rank"]["NDCG@10"] == pytest.approx(1.0)
+    assert t["models"][mod.RETRIEVER]["Rank"]["NDCG@10"] < 1.0
+    for a, b in mod.pairs(["zero-shot", "tuned"]):
+        assert f"{a} - {b}" in t["paired"] and f"{a} - {b}" in r["valid"]["paired"]
+    assert f"{fused} - Retriever + LM title likelihood (zero-shot)" in t["paired"]
+    for m in t["models"].values():  # Overall = Rank x coverage
+        assert m["Overall"]["NDCG@10"] == pytest.approx(m["Rank"]["NDCG@10"] * t["coverage"])
+    md = mod.markdown({"args": {"max_title_tokens": 12, "history": 3}, "datasets": {"tiny": r},
+                       "load_before": (0.0,), "load_after": (0.0,)})
+    assert "LM title likelihood alone (tuned)" in md and "validation users" in md
+    with pytest.raises(SystemExit, match="run `score --tag other` first"):
+        mod.load_scores(run, "valid", np.array([0, 2]), "other")
