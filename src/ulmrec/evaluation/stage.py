@@ -29,6 +29,7 @@ from ulmrec.evaluation.title_signal import title_embeddings, title_similarity
 from ulmrec.io import read_json, write_json, write_parquet, write_text
 from ulmrec.metrics import format_table, metrics_from_ranks, rank_and_overall
 from ulmrec.ranker.engine import Ranker, base_title_cutter, load_identities
+from ulmrec.ranker.likelihood import TitleLikelihood
 from ulmrec.ranker.predict import ranks_from_scores
 from ulmrec.stage import Stage
 from ulmrec.tasks import build_eval_samples
@@ -334,8 +335,6 @@ class _LikelihoodScorer:
     :func:`score_in_chunks` saves and resumes it like the letter scores."""
 
     def __init__(self, ranker, ds: Dataset, cfg: Config):
-        from ulmrec.ranker.likelihood import TitleLikelihood
-
         ev = cfg.evaluate
         self.signal = ev.likelihood_signal
         self.scorer = TitleLikelihood(ranker.model, ranker.tokenizer, ds, history=cfg.tasks.max_history,

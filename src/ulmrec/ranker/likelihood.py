@@ -27,6 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ulmrec.data.dataset import Dataset
+from ulmrec.ranker.predict import lm_parts
 
 SIGNALS = ("pmi", "cond")
 INTRO = "Products one shopper bought, oldest first:"
@@ -48,8 +49,6 @@ def title_tokens(tokenizer, titles: Sequence[str], max_tokens: int) -> list[list
 
 def head_weight(model) -> torch.Tensor:
     """The LM head's weight as float32 (through a PEFT wrapper), converted once per call: pass it on."""
-    from ulmrec.ranker.predict import lm_parts
-
     _, head = lm_parts(model)
     return getattr(head, "base_layer", head).weight.float()
 
@@ -64,8 +63,6 @@ def continuation_logprobs(model, prefix: Sequence[int], continuations: Sequence[
     on the positions that predict a continuation token only (``weight``: :func:`head_weight`, computed here when
     not given)."""
     from transformers import DynamicCache
-
-    from ulmrec.ranker.predict import lm_parts
 
     decoder, _ = lm_parts(model)
     weight = head_weight(model) if weight is None else weight
@@ -186,8 +183,6 @@ def train_title_lm(model, tokenizer, ds: Dataset, steps: int, batch_size: int = 
     the scorer reads, averaged over those tokens, on ``steps`` x ``batch_size`` pairs of
     :func:`next_title_pairs`. The LM head runs on the title positions only. AdamW, linear warm-up then constant.
     Returns the loss log (one entry per step)."""
-    from ulmrec.ranker.predict import lm_parts
-
     torch.manual_seed(seed)
     scorer = TitleLikelihood(model, tokenizer, ds, history=history, max_title_tokens=max_title_tokens,
                              device=device, intro=intro)
