@@ -46,3 +46,17 @@ def save(name: str, result: dict, markdown: str) -> None:
     m = result["machine"]
     write_text(RESULTS / f"{name}.md", f"{markdown}\n\nCommand: `{result['command']}`  \nDate: {result['date']}  \n"
                f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, torch {m['torch']}\n")
+
+
+def run_dirs(specs: list[str], needs: str = "retrieval/candidates_valid.parquet") -> dict[str, Path]:
+    """``name=run_dir`` arguments as ``{name: path}`` (relative paths from the repository), each holding ``needs``."""
+    out = {}
+    for spec in specs:
+        name, _, path = spec.partition("=")
+        if not path:
+            raise SystemExit(f"{spec!r}: expected name=run_dir")
+        run = Path(path) if Path(path).is_absolute() else REPO / path
+        if not (run / needs).exists():
+            raise SystemExit(f"{run}: no {needs} (run the retrieval stage first)")
+        out[name] = run
+    return out

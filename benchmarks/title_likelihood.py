@@ -36,7 +36,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import REPO, header, save  # noqa: E402
+from _common import REPO, header, run_dirs, save  # noqa: E402
 
 VALID_SEED, TEST_SEED = 11, 42
 #: retriever log-softmax + w x cosine (title_signal.py's grid); + v x log-probability (nats, summed over a title)
@@ -356,19 +356,6 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-def _runs(specs: list[str]) -> dict[str, Path]:
-    out = {}
-    for spec in specs:
-        name, _, path = spec.partition("=")
-        if not path:
-            raise SystemExit(f"{spec!r}: expected name=run_dir")
-        run = Path(path) if Path(path).is_absolute() else REPO / path
-        if not (run / "retrieval" / "candidates_test.parquet").exists():
-            raise SystemExit(f"{run}: no retrieval/candidates_test.parquet (run the retrieval stage first)")
-        out[name] = run
-    return out
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("action", choices=("train", "score", "report"))
@@ -391,7 +378,7 @@ def main() -> int:
     ap.add_argument("--note", default="")
     args = ap.parse_args()
     n_users = {"valid": args.valid_users, "test": args.test_users}
-    runs = _runs(args.runs)
+    runs = run_dirs(args.runs, "retrieval/candidates_test.parquet")
     if args.action in ("train", "score"):
         import torch
 

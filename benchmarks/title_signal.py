@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import REPO, header, save  # noqa: E402
+from _common import REPO, header, run_dirs, save  # noqa: E402
 
 #: Fusion weights tried on the choosing half (cosines lie in [-1, 1]; a decoder LM's mean-pooled ones sit close
 #: together, so the grid runs far; w = 0 is the retriever).
@@ -121,13 +121,7 @@ def main() -> int:
     args = ap.parse_args()
     load_before = os.getloadavg()
     datasets = {}
-    for spec in args.runs:
-        name, _, path = spec.partition("=")
-        if not path:
-            raise SystemExit(f"{spec!r}: expected name=run_dir")
-        run = Path(path) if Path(path).is_absolute() else REPO / path
-        if not (run / "retrieval" / "candidates_valid.parquet").exists():
-            raise SystemExit(f"{run}: no retrieval/candidates_valid.parquet (run the retrieval stage first)")
+    for name, run in run_dirs(args.runs).items():
         datasets[name] = measure(name, run, args.history, args.candidates, encoder=args.encoder)
         try:
             datasets[name]["run"] = str(run.resolve().relative_to(REPO))

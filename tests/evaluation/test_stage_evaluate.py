@@ -120,6 +120,18 @@ def _overrides(cfg) -> list[str]:
             "evaluate.no_history=true"]
 
 
+def _scored_lists(run_dir):
+    """(ranks.parquet, the dataset, the scored users, their lettered candidates, the retriever's scores of them)."""
+    from ulmrec.data.dataset import Dataset
+
+    ranks = pd.read_parquet(run_dir / "evaluate" / "ranks.parquet")
+    cands = pd.read_parquet(run_dir / "retrieval" / "candidates_test.parquet").set_index("user_idx")
+    users = ranks["user_idx"].tolist()
+    lists = [[int(c) for c in cands.loc[u, "candidates"][:LETTERS]] for u in users]
+    retr = np.array([cands.loc[u, "scores"][:LETTERS] for u in users], dtype=np.float64)
+    return ranks, Dataset.load(run_dir), users, lists, retr
+
+
 class _BrandEncoder:
     """A stand-in for the sentence encoder: a title's vector is its brand ("... by Brand k"), one-hot."""
 
@@ -140,7 +152,6 @@ def test_title_similarity_rows_choose_their_weights_on_validation(evaluated, tmp
     import shutil
 
     from ulmrec.config import load_config
-    from ulmrec.data.dataset import Dataset
     from ulmrec.evaluation import stats, title_signal
     from ulmrec.evaluation.stage import FUSED_TITLE, TITLE
     from ulmrec.evaluation.title_signal import title_embeddings, title_similarity
@@ -159,12 +170,7 @@ def test_title_similarity_rows_choose_their_weights_on_validation(evaluated, tmp
     assert t["weight"] in sub.evaluate.title_grid and t["valid_users"] == 8 - len(NOT_RETRIEVED)
     assert t["with_ulmrec"]["retriever_weight"] in sub.evaluate.fusion_grid
     assert t["with_ulmrec"]["title_weight"] in sub.evaluate.title_grid
-    ranks = pd.read_parquet(run_dir / "evaluate" / "ranks.parquet")
-    ds = Dataset.load(run_dir)
-    cands = pd.read_parquet(run_dir / "retrieval" / "candidates_test.parquet").set_index("user_idx")
-    users = ranks["user_idx"].tolist()
-    lists = [[int(c) for c in cands.loc[u, "candidates"][:LETTERS]] for u in users]
-    retr = np.array([cands.loc[u, "scores"][:LETTERS] for u in users], dtype=np.float64)
+    ranks, ds, users, lists, retr = _scored_lists(run_dir)
     sim = title_similarity(ds, users, lists, "test", title_embeddings(ds, encode=_BrandEncoder().encode),
                            sub.tasks.max_history)
     targets = [c.index(int(x)) for c, x in zip(lists, ranks["target"], strict=True)]
@@ -189,7 +195,6 @@ def test_title_likelihood_rows_choose_their_weights_on_validation(evaluated, tmp
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from ulmrec.config import load_config
-    from ulmrec.data.dataset import Dataset
     from ulmrec.evaluation import stats, title_signal
     from ulmrec.evaluation.stage import LIKELIHOOD, LIKELIHOOD_TITLE, TITLE, _params
     from ulmrec.metrics import target_rank
@@ -208,12 +213,7 @@ def test_title_likelihood_rows_choose_their_weights_on_validation(evaluated, tmp
     t = res["title_likelihood"]
     assert t["signal"] == "pmi" and t["weight"] in (0, 1, 100) and t["valid_users"] == 8 - len(NOT_RETRIEVED)
     assert set(t["valid_NDCG@10_by_weight"]) == {"0.0", "1.0", "100.0"}
-    ranks = pd.read_parquet(run_dir / "evaluate" / "ranks.parquet")
-    ds = Dataset.load(run_dir)
-    cands = pd.read_parquet(run_dir / "retrieval" / "candidates_test.parquet").set_index("user_idx")
-    users = ranks["user_idx"].tolist()
-    lists = [[int(c) for c in cands.loc[u, "candidates"][:LETTERS]] for u in users]
-    retr = np.array([cands.loc[u, "scores"][:LETTERS] for u in users], dtype=np.float64)
+    ranks, ds, users, lists, retr = _scored_lists(run_dir)
     lm = AutoModelForCausalLM.from_pretrained(str(model)).eval()
     pmi = TitleLikelihood(lm, AutoTokenizer.from_pretrained(str(model)), ds, history=sub.tasks.max_history,
                           max_title_tokens=sub.evaluate.likelihood_title_tokens).score(users, lists, "test",
