@@ -96,7 +96,8 @@ class TitleLikelihood:
     """Per-user candidate scores ``{signal: (N, C)}`` from a causal LM (module docstring).
 
     ``model``/``tokenizer``: a loaded causal LM (an adapter-wrapped ranker works too); ``history``: how many of
-    the user's last history titles the prefix lists; ``max_title_tokens``: tokens scored per title."""
+    the user's last history titles the prefix lists; ``max_title_tokens``: tokens scored per title. The
+    no-history term is cached per item for the model as it is now: a model tuned afterwards needs a new scorer."""
 
     def __init__(self, model, tokenizer, ds: Dataset, history: int = 10, max_title_tokens: int = 16,
                  device: str = "cpu", intro: str = INTRO, uncond_batch: int = 64):
@@ -129,14 +130,12 @@ class TitleLikelihood:
         prefix = self._encode(history_prompt([], self.intro))
         for s in tqdm(range(0, len(todo), self.uncond_batch), desc="titles alone", disable=not progress, leave=False):
             chunk = todo[s:s + self.uncond_batch]
-            for i, v in zip(chunk, continuation_logprobs(self.model, prefix, self._tokens(chunk), self.device,
-                                                                       self._weight),
-                            strict=True):
-                self._uncond[i] = float(v)
+            values = continuation_logprobs(self.model, prefix, self._tokens(chunk), self.device, self._weight)
+            self._uncond.update({i: float(v) for i, v in zip(chunk, values, strict=True)})
         return np.array([self._uncond[int(i)] for i in items], dtype=np.float64)
 
     def score(self, users: Sequence[int], candidates: Sequence[Sequence[int]], split: str,
-              progress: bool = True, on_user: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
+              progress: bool = True) -> dict[str, np.ndarray]:
         """``{signal: (N, C)}`` for each user's candidates (``-inf`` past a shorter list)."""
         was_training = self.model.training
         self.model.eval()
@@ -150,8 +149,6 @@ class TitleLikelihood:
                                          self._tokens(cands), self.device, self._weight)
             out["cond"][n, :len(cands)] = cond
             out["pmi"][n, :len(cands)] = cond - self.unconditional(cands)
-            if on_user is not None:
-                on_user(n)
         self.model.train(was_training)
         return out
 
