@@ -367,23 +367,25 @@ def _likelihood_rows(cfg: Config, run_dir: Path, ds: Dataset, emb: np.ndarray | 
     v_samples = samples_for("no_index", valid_cands, "valid", ev.likelihood_users)
     v_lm, _ = score_in_chunks(scorer, v_samples, cfg, out / "parts", "title likelihood valid")
     t_lm, seconds = score_in_chunks(scorer, test_samples, cfg, out / "parts", "title likelihood test")
-    v_lm, t_lm = (np.pad(x, ((0, 0), (0, n - x.shape[1])), constant_values=-np.inf) for x in (v_lm, t_lm))
-    v_retr = _retriever_scores(valid_cands, *_listed(v_samples), n)
-    t_retr = _retriever_scores(cands, *_listed(test_samples), n)
+    if emb is not None:  # (retriever scores, title similarity) of both splits
+        v_retr, v_sim = _title_terms(ds, emb, valid_cands, *_listed(v_samples), "valid", n, hist)
+        t_retr, t_sim = _title_terms(ds, emb, cands, *_listed(test_samples), "test", n, hist)
+    else:
+        v_retr = _retriever_scores(valid_cands, *_listed(v_samples), n)
+        t_retr = _retriever_scores(cands, *_listed(test_samples), n)
+    # (N, n) and 0 outside the retriever's list: fuse() keeps the candidates where the retriever's score is finite
+    v_lm, t_lm = (np.where(np.isfinite(r), np.pad(x, ((0, 0), (0, n - x.shape[1])), constant_values=0.0), 0.0)
+                  for x, r in ((v_lm, v_retr), (t_lm, t_retr)))
     targets = [s.target for s in v_samples]
-    # fuse() keeps the candidates where its first argument is finite: the retriever's list
-    w, by_w = stats.choose_fusion_weight(v_retr, np.where(np.isfinite(v_retr), v_lm, 0.0), targets,
-                                         grid=ev.likelihood_grid)
-    rows = [(LIKELIHOOD, stats.fuse(t_retr, np.where(np.isfinite(t_retr), t_lm, 0.0), w), seconds, load_s)]
+    w, by_w = stats.choose_fusion_weight(v_retr, v_lm, targets, grid=ev.likelihood_grid)
+    rows = [(LIKELIHOOD, stats.fuse(t_retr, t_lm, w), seconds, load_s)]
     summary = {"signal": ev.likelihood_signal, "weight": w, "valid_users": len(v_samples), "history": hist,
                "title_tokens": ev.likelihood_title_tokens, "model": cfg.ranker.model,
                "valid_NDCG@10_by_weight": {str(k): v for k, v in by_w.items()}}
     if emb is not None:
-        v_sim = _title_terms(ds, emb, valid_cands, *_listed(v_samples), "valid", n, hist)[1]
-        t_sim = _title_terms(ds, emb, cands, *_listed(test_samples), "test", n, hist)[1]
-        (w_s, w_l), by = stats.choose_fusion_weights(v_retr, [v_sim, np.where(np.isfinite(v_retr), v_lm, 0.0)],
-                                                     targets, [ev.title_grid, ev.likelihood_grid])
-        fused = stats.fuse_terms(t_retr, [t_sim, np.where(np.isfinite(t_retr), t_lm, 0.0)], [w_s, w_l])
+        (w_s, w_l), by = stats.choose_fusion_weights(v_retr, [v_sim, v_lm], targets,
+                                                     [ev.title_grid, ev.likelihood_grid])
+        fused = stats.fuse_terms(t_retr, [t_sim, t_lm], [w_s, w_l])
         rows.append((LIKELIHOOD_TITLE, fused, seconds, load_s))
         summary["with_title_similarity"] = {"title_weight": w_s, "likelihood_weight": w_l,
                                             "valid_NDCG@10_by_weights": by}

@@ -111,6 +111,7 @@ class TitleLikelihood:
         self._weight = head_weight(model).to(device)
         self._bos = [tokenizer.bos_token_id] if getattr(tokenizer, "bos_token_id", None) is not None \
             and getattr(tokenizer, "add_bos_token", False) else []
+        self._empty_prefix = self._encode(history_prompt([], intro))  # what ``uncond`` conditions on
 
     def _encode(self, text: str) -> list[int]:
         return self._bos + self.tok(text, add_special_tokens=False)["input_ids"]
@@ -127,10 +128,10 @@ class TitleLikelihood:
     def unconditional(self, items: Sequence[int], progress: bool = False) -> np.ndarray:
         """``uncond`` of each item (cached per item)."""
         todo = sorted({int(i) for i in items} - self._uncond.keys())
-        prefix = self._encode(history_prompt([], self.intro))
         for s in tqdm(range(0, len(todo), self.uncond_batch), desc="titles alone", disable=not progress, leave=False):
             chunk = todo[s:s + self.uncond_batch]
-            values = continuation_logprobs(self.model, prefix, self._tokens(chunk), self.device, self._weight)
+            values = continuation_logprobs(self.model, self._empty_prefix, self._tokens(chunk), self.device,
+                                           self._weight)
             self._uncond.update({i: float(v) for i, v in zip(chunk, values, strict=True)})
         return np.array([self._uncond[int(i)] for i in items], dtype=np.float64)
 
