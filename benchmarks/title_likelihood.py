@@ -15,7 +15,9 @@ Protocol (every choice on validation users; test read once):
   ranker_beauty_long.md / ranker_games_long.md); weights chosen on all the validation users.
 Rows: the retriever's order; the LM likelihood alone; the retriever + MiniLM title similarity (no LLM, as in the
 evaluate stage); the retriever + LM likelihood; the retriever + both. Paired bootstrap 95 % intervals on the same
-users. No preference sentence is read, so the shipped GPT-3.5 sentences play no part.
+users. No preference sentence is read, so the shipped GPT-3.5 sentences play no part, except by a tag ending in
+``+preference`` (``--tag zero-shot+preference``): the same LM with each user's sentence of the run's preferences
+stage on a line before the history; its report splits the gains by whether the sentence matches the test item.
 
     .venv/bin/python benchmarks/title_likelihood.py score beauty=runs/beauty --split valid test   # resumable
     .venv/bin/python benchmarks/title_likelihood.py report beauty=runs/beauty games=runs/games
@@ -73,6 +75,14 @@ def ranker_config(lora_layers: int, targets: list[str]):
                               f"ranker.lora_targets=[{', '.join(targets)}]", "device=cpu"]).ranker
 
 
+PREF = "+preference"
+
+
+def base_tag(tag: str) -> str:
+    """The LM of a tag: ``zero-shot+preference`` reads the zero-shot LM with each user's preference sentence."""
+    return tag.removesuffix(PREF)
+
+
 def tag_dir(run: Path, tag: str) -> Path:
     """Where a model's scores live: the zero-shot LM's directly under bench-title-likelihood/, a tuned one's in
     its own folder beside its adapter."""
@@ -113,6 +123,7 @@ def load_lm(run: Path, tag: str):
     from ulmrec.io import read_json
     from ulmrec.ranker.model import cpu_has_bf16, load_ranker, smollm2_path
 
+    tag = base_tag(tag)
     if tag == "zero-shot":
         path = smollm2_path()
         tok = AutoTokenizer.from_pretrained(str(path))
@@ -133,7 +144,15 @@ def score(run: Path, splits: list[str], n_users: dict, history: int, max_title_t
 
     ds = Dataset.load(run / "data")
     model, tok = load_lm(run, tag)
-    scorer = TitleLikelihood(model, tok, ds, history=history, max_title_tokens=max_title_tokens)
+    prefs = None
+    if tag.endswith(PREF):  # the run's preference sentences (the preferences stage's), as the ULMRec prompts read
+        from ulmrec.io import write_json
+        from ulmrec.preferences.audit import load_sentences
+
+        prefs, desc = load_sentences(run, ds)
+        tag_dir(run, tag).mkdir(parents=True, exist_ok=True)
+        write_json(tag_dir(run, tag) / "preferences.json", desc)
+    scorer = TitleLikelihood(model, tok, ds, history=history, max_title_tokens=max_title_tokens, preferences=prefs)
     for split in splits:
         sub = subset(run, split, n_users[split])
         out = tag_dir(run, tag) / split
@@ -210,8 +229,10 @@ def pairs(tags: list[str]) -> list[tuple[str, str]]:
         alone, fused, both = names(tag)
         out += [(alone, RETRIEVER), (fused, RETRIEVER), (both, RETRIEVER), (fused, SIM), (both, SIM)]
     if "zero-shot" in tags:
-        for tag in (t for t in tags if t != "zero-shot"):
+        for tag in (t for t in tags if base_tag(t) != "zero-shot"):
             out += [(names(tag)[i], names("zero-shot")[i]) for i in range(3)]
+    for tag in (t for t in tags if t.endswith(PREF) and base_tag(t) in tags):  # what the sentence adds
+        out += [(names(tag)[i], names(base_tag(tag))[i]) for i in range(3)]
     return out
 
 
@@ -264,7 +285,8 @@ def measure(run: Path, n_users: dict, history: int, tags: list[str]) -> dict:
                                        history, how="max")
     out = {"run": str(run), "seconds_per_user": secs, "tags": tags,
            "training": {t: {k: v for k, v in read_json(tag_dir(run, t) / "train.json").items() if k != "log"}
-                        for t in tags if t != "zero-shot"}}
+                        for t in tags if base_tag(t) == t and t != "zero-shot"},
+           "preferences": {t: read_json(tag_dir(run, t) / "preferences.json") for t in tags if t.endswith(PREF)}}
     # validation: choose on one half, report on the other
     v = subs["valid"]
     perm = np.random.default_rng(0).permutation(len(v["users"]))
@@ -287,6 +309,34 @@ def measure(run: Path, n_users: dict, history: int, tags: list[str]) -> dict:
                    "paired": {f"{a} - {b}": paired_bootstrap(ranks[a], ranks[b],
                                                              metrics=("NDCG@10", "MRR@10", "Recall@10"), seed=0)
                               for a, b in pairs(tags)}}
+    if out["preferences"]:
+        out["test"]["by_sentence_match"] = by_sentence_match(run, ds, t["users"], ranks, tags)
+    return out
+
+
+def by_sentence_match(run: Path, ds, users: np.ndarray, ranks: dict, tags: list[str]) -> dict:
+    """The preference rows' gains split by whether the user's sentence matches their test item (the leakage
+    audit's matchers, any of them): a gain that lives only where the sentence names the test item is the
+    sentences' leak, not the model's skill."""
+    from ulmrec.evaluation.stats import paired_bootstrap
+    from ulmrec.preferences.audit import held_out_matches, load_sentences
+
+    sentences, _ = load_sentences(run, ds)
+    match = held_out_matches(ds, sentences, users, "test")
+    out = {"matched_users": int(match["any"].sum()), "users": int(len(users)),
+           "rate_by_matcher": {m: float(v.mean()) for m, v in match.items()}, "groups": {}}
+    for group, sel in (("sentence matches the test item", match["any"]), ("no match", ~match["any"])):
+        diffs = {}
+        if not sel.any():
+            out["groups"][group] = {"users": 0, "paired": {}}
+            continue
+        for tag in (t for t in tags if t.endswith(PREF)):
+            for i in range(3):
+                for other in ([RETRIEVER] + ([names(base_tag(tag))[i]] if base_tag(tag) in tags else [])):
+                    a = names(tag)[i]
+                    diffs[f"{a} - {other}"] = paired_bootstrap(ranks[a][sel], ranks[other][sel],
+                                                               metrics=("NDCG@10",), seed=0)["NDCG@10"]
+        out["groups"][group] = {"users": int(sel.sum()), "paired": diffs}
     return out
 
 
@@ -305,9 +355,13 @@ def markdown(result: dict) -> str:
              "(`cond`), minus the same title's log-probability with no history (`pmi`). `zero-shot` is the untuned "
              "LM; a tuned LM is the same LM with a LoRA adapter trained on next titles of the users' training "
              "sequences (`train`; no validation or test item). Fused rows: retriever log-softmax + w x MiniLM "
-             "cosine + v x LM score; every signal and weight is chosen on validation users only. No preference "
-             "sentence and no user index is read (the shipped GPT-3.5 sentences play no part). Every row of a "
-             "table is on the same users; intervals are paired bootstrap 95 % intervals of the difference.", ""]
+             "cosine + v x LM score; every signal and weight is chosen on validation users only. "
+             + ("Rows tagged `+preference` read the same LM with each user's preference sentence on a line before "
+                "the history (which sentences: below each table); no other row reads one. No row reads a user "
+                "index. " if any(t.endswith(PREF) for r in result["datasets"].values() for t in r["tags"]) else
+                "No preference sentence and no user index is read (the shipped GPT-3.5 sentences play no part). ")
+             + "Every row of a table is on the same users; intervals are paired bootstrap 95 % intervals of the "
+             "difference.", ""]
     for name, r in result["datasets"].items():
         t, v = r["test"], r["valid"]
         lines += [f"## {name}: test, {t['users']} Rank users (coverage {t['coverage']:.4f})", "",
@@ -333,6 +387,16 @@ def markdown(result: dict) -> str:
             chosen.append(f"{tag}: alone `{p['alone']}`, + retriever `{f['signal']}` v={f['w_lm']:g}, + retriever + "
                           f"similarity `{b['signal']}` w={b['w_sim']:g} v={b['w_lm']:g}")
         lines += ["", f"Chosen on all {v['users']} validation users: " + "; ".join(chosen) + "."]
+        if t.get("by_sentence_match"):
+            bm = t["by_sentence_match"]
+            lines += ["", f"Preference rows by whether the user's sentence matches their test item (title bigram, "
+                      f"novel title word or brand, the leakage audit's matchers): {bm['matched_users']} of "
+                      f"{bm['users']} users match. NDCG@10 differences within each group:", "",
+                      "| difference | " + " | ".join(f"{g} ({x['users']} users)" for g, x in bm["groups"].items())
+                      + " |", "|---|" + "---|" * len(bm["groups"])]
+            keys = dict.fromkeys(k for x in bm["groups"].values() for k in x["paired"])
+            lines += [f"| {k} | " + " | ".join(_ci(x["paired"][k]) if k in x["paired"] else "" for x in
+                                             bm["groups"].values()) + " |" for k in keys]
         lines += ["", f"Validation (choices made on {v['choose_users']} users, reported on the other "
                   f"{v['report_users']}):", "", "| row | N@10 | vs retriever order |", "|---|---|---|"]
         for k, m in v["models"].items():
@@ -343,6 +407,9 @@ def markdown(result: dict) -> str:
         lines += ["", "Scoring seconds per user (one thread, bf16; the history prefix once + 20 title continuations in "
                   "one batch; the no-history term cached per item): "
                   + ", ".join(f"{k} {x:.3f}" for k, x in r["seconds_per_user"].items()) + "."]
+        for tag, info in r.get("preferences", {}).items():
+            lines.append(f"`{tag}` reads each user's preference sentence ({info.get('file')}, "
+                         f"{info.get('provenance')}) on a line before the history.")
         for tag, info in r.get("training", {}).items():
             lines.append(f"Tuning `{tag}`: {info['steps']} steps x {info['batch_size']} next-title pairs, lr "
                          f"{info['lr']:g}, LoRA r 8 on {', '.join(info['lora_targets'])} of the top "

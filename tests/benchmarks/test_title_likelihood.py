@@ -71,3 +71,40 @@ def test_report_pairs_every_row_and_chooses_on_validation(tmp_path, monkeypatch)
     assert "LM title likelihood alone (tuned)" in md and "validation users" in md
     with pytest.raises(SystemExit, match="run `score --tag other` first"):
         mod.load_scores(run, "valid", np.array([0, 2]), "other")
+
+
+def test_preference_rows_pair_with_their_lm_and_split_by_sentence_match(tmp_path, monkeypatch):
+    """A ``+preference`` tag reads the same LM (base_tag), pairs each of its rows with that LM's, and the test
+    gains are split by whether the user's sentence matches the test item."""
+    mod = load_benchmark("title_likelihood")
+    assert mod.base_tag("zero-shot+preference") == "zero-shot" and mod.base_tag("tuned") == "tuned"
+    run = make_run_dir(tmp_path)
+    monkeypatch.setattr(mod, "subset", lambda r, split, n, c=LETTERS, f=mod.subset: f(r, split, n, LETTERS))
+    import ulmrec.evaluation.title_signal as ts
+
+    monkeypatch.setattr(ts, "TextEncoder", lambda *a, **k: type("E", (), {"encode": lambda self, t: np.eye(len(t))})())
+    n_users = {"valid": 0, "test": 0}
+    _fake_scores(mod, run, "zero-shot", informative=False, n_users=n_users)
+    _fake_scores(mod, run, "zero-shot+preference", informative=True, n_users=n_users)
+    (mod.tag_dir(run, "zero-shot+preference") / "preferences.json").write_text(
+        '{"file": "preferences/preferences.parquet", "provenance": "test sentences"}')
+    first = int(mod.subset(run, "test", 0)["users"][0])  # this user's sentence names their test item
+    ds = Dataset.load(run / "data")
+    prefs = pd.read_parquet(run / "preferences" / "preferences.parquet")
+    prefs["preference"] = "Prefers quiet evenings."  # matches no title
+    prefs.loc[prefs["user_idx"] == first, "preference"] = f"Likes {ds.titles[int(ds.sequences[first][-1])]}."
+    prefs.to_parquet(run / "preferences" / "preferences.parquet")
+    tags = ["zero-shot", "zero-shot+preference"]
+    r = mod.measure(run, n_users, history=3, tags=tags)
+    t = r["test"]
+    fused = mod.names("zero-shot+preference")[1]
+    assert f"{fused} - {mod.names('zero-shot')[1]}" in t["paired"]
+    bm = t["by_sentence_match"]
+    assert sum(g["users"] for g in bm["groups"].values()) == t["users"] == bm["users"]
+    assert bm["matched_users"] == bm["groups"]["sentence matches the test item"]["users"] >= 1
+    assert bm["groups"]["no match"]["users"] >= 1
+    for g in bm["groups"].values():
+        assert f"{fused} - {mod.RETRIEVER}" in g["paired"]
+    md = mod.markdown({"args": {"max_title_tokens": 12, "history": 3}, "datasets": {"tiny": r},
+                       "load_before": (0.0,), "load_after": (0.0,)})
+    assert "test sentences" in md and "Rows tagged `+preference`" in md and "sentence matches the test item" in md

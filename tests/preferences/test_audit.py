@@ -188,3 +188,20 @@ def test_cli_audit_one_line_error_without_sentences(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "preferences.parquet" in err and "ulmrec preferences" in err and "\n" not in err
     assert not (tmp_path / "run" / "audit").exists()
+
+
+def test_held_out_matches_flags_the_users_whose_sentence_names_their_held_out_item():
+    """A sentence quoting the user's test title matches it (bigram, novel word, brand = first word); one quoting a
+    training title or nothing does not; users without a sentence match nothing; 'valid' looks at the item before."""
+    from ulmrec.preferences.audit import held_out_matches
+
+    ds = distinct_dataset(n_users=4)
+    title = {int(i): str(t) for i, t in zip(ds.items["item_idx"], ds.items["title"], strict=True)}
+    seq = [list(map(int, ds.sequences[u])) for u in range(4)]
+    sentences = {0: f"The user likes {title[seq[0][-1]]}.", 1: f"The user likes {title[seq[1][0]]}.",
+                 3: f"The user likes {title[seq[3][-2]]}."}
+    got = held_out_matches(ds, sentences, [0, 1, 2, 3], "test")
+    assert got["any"].tolist() == [True, False, False, False]
+    assert got["bigram"][0] and got["novel_word"][0] and got["brand"][0]
+    valid = held_out_matches(ds, sentences, [0, 1, 2, 3], "valid")
+    assert valid["any"].tolist() == [False, False, False, True]

@@ -72,6 +72,28 @@ def test_scores_are_cond_and_pmi_over_the_splits_history(lm, tmp_path):
             assert s["pmi"][row, col] == pytest.approx(cond - by_full_forward(model, empty, t), abs=1e-4)
 
 
+def test_a_preference_sentence_goes_before_the_history_and_not_into_the_no_history_term(lm, tmp_path):
+    """With ``preferences`` the cond prefix starts with the user's preference line; a user without a sentence is
+    scored exactly as without preferences, and the no-history term never reads a sentence."""
+    model, tok = lm
+    assert history_prompt(["a"], intro="Bought:", preference="  likes  red\nlipstick ") == \
+        "What this shopper prefers: likes red lipstick\nBought:\n- a\n-"
+    assert history_prompt(["a"], intro="Bought:", preference=" ") == "Bought:\n- a\n-"
+    ds = Dataset.load(make_run_dir(tmp_path) / "data")
+    plain = TitleLikelihood(model, tok, ds, history=3, max_title_tokens=4)
+    with_pref = TitleLikelihood(model, tok, ds, history=3, max_title_tokens=4, preferences={0: "Loves bright red."})
+    users, cands = [0, 2], [[3, 4, 5], [6, 7, 8]]
+    a, b = plain.score(users, cands, "valid", progress=False), with_pref.score(users, cands, "valid", progress=False)
+    assert np.allclose(a["cond"][1], b["cond"][1]) and np.allclose(a["pmi"][1], b["pmi"][1])  # user 2: none
+    assert not np.allclose(a["cond"][0], b["cond"][0])
+    assert np.allclose(a["cond"][0] - a["pmi"][0], b["cond"][0] - b["pmi"][0])  # the same no-history term
+    hist = [tok.decode(title_tokens(tok, [ds.titles[int(i)]], 4)[0]).strip() for i in ds.history(0, "valid")[-3:]]
+    prefix = [tok.bos_token_id] + tok(history_prompt(hist, preference="Loves bright red."),
+                                      add_special_tokens=False)["input_ids"]
+    t = title_tokens(tok, [ds.titles[3]], 4)[0]
+    assert b["cond"][0, 0] == pytest.approx(by_full_forward(model, prefix, t), abs=1e-4)
+
+
 def test_the_no_history_term_is_computed_once_per_item(lm, tmp_path, monkeypatch):
     model, tok = lm
     ds = Dataset.load(make_run_dir(tmp_path) / "data")

@@ -252,6 +252,39 @@ def _phrase_in(phrase: tuple[str, ...], words: list[str]) -> bool:
     return any(tuple(words[j:j + k]) == phrase for j in range(len(words) - k + 1))
 
 
+def _item_hits(items: _Items, i: int, words_list: list[str], s_bi: set, df: Counter, own: bool) -> dict[str, bool]:
+    """Whether a sentence (its content words ``words_list`` and bigrams ``s_bi``) matches item ``i`` by each matcher;
+    ``df``: word counts over the user's training titles, ``own``: whether ``i`` is one of them."""
+    s_words = set(words_list)
+    hit = {"bigram": bool(items.bigrams[i] & s_bi),
+           "novel_word": any(w in s_words and df[w] - own == 0 for w in items.words[i]),
+           "brand": _phrase_in(items.brand[i], words_list)}
+    if items.category is not None:
+        hit["category"] = _phrase_in(items.category[i], words_list)
+    return hit
+
+
+def held_out_matches(ds: Dataset, sentences: dict[int, str], users, split: str = "test") -> dict[str, np.ndarray]:
+    """``{matcher: (len(users),) bool}``: whether each user's sentence matches their ``split`` item (the last item
+    for 'test', the one before for 'valid') by the audit's matchers (module docstring), plus ``any``. Users
+    without a sentence match nothing. Used to split a ranker's gain into users whose sentence names the held-out
+    item and the rest."""
+    items = _Items(ds)
+    pos = {"test": -1, "valid": -2}[split]
+    out: dict[str, list[bool]] = {}
+    for u in users:
+        seq = ds.sequences[int(u)]
+        train = [int(i) for i in seq[:-2]]
+        words_list = [w for w in content_words(sentences.get(int(u), "")) if w not in TEMPLATE_WORDS]
+        df = Counter(w for i in train for w in items.words[i])
+        target = int(seq[pos])
+        hit = _item_hits(items, target, words_list, _bigrams(words_list), df, target in train)
+        hit["any"] = any(hit.values())
+        for m, v in hit.items():
+            out.setdefault(m, []).append(bool(v))
+    return {m: np.array(v, dtype=bool) for m, v in out.items()}
+
+
 def sentence_matches(ds: Dataset, sentences: dict[int, str], seed: int = 0, null_samples: int = 5,
                      n_boot: int = 1000) -> dict:
     """The sentence-match audit (module docstring): rates per matcher and target, paired differences."""
@@ -265,7 +298,7 @@ def sentence_matches(ds: Dataset, sentences: dict[int, str], seed: int = 0, null
         seq = ds.sequences[u]
         train = [int(i) for i in seq[:-2]]
         words_list = [w for w in content_words(sentences[u]) if w not in TEMPLATE_WORDS]
-        s_words, s_bi = set(words_list), _bigrams(words_list)
+        s_bi = _bigrams(words_list)
         df = Counter(w for i in train for w in items.words[i])
         seen = set(int(i) for i in seq)
         k = min(null_samples, len(train))
@@ -281,12 +314,8 @@ def sentence_matches(ds: Dataset, sentences: dict[int, str], seed: int = 0, null
                 continue
             hit = dict.fromkeys(matchers, 0)
             for i in its:
-                own = i in train
-                hit["bigram"] += bool(items.bigrams[i] & s_bi)
-                hit["novel_word"] += any(w in s_words and df[w] - own == 0 for w in items.words[i])
-                hit["brand"] += _phrase_in(items.brand[i], words_list)
-                if items.category is not None:
-                    hit["category"] += _phrase_in(items.category[i], words_list)
+                for m, v in _item_hits(items, i, words_list, s_bi, df, i in train).items():
+                    hit[m] += v
             for m in matchers:
                 vals[m][t][r] = hit[m] / len(its)
     out: dict = {"users_checked": len(users), "null_samples": null_samples, "brand": items.brand_kind,

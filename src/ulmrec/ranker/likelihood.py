@@ -11,8 +11,13 @@ score is the log-probability of its title as the next line of the user's history
 
 summed over the title's first ``max_title_tokens`` tokens. ``pmi`` removes how likely a title is anyway (short,
 common words), leaving what the history adds: the LM's copying of brands, product lines and vocabulary from the
-history (its induction heads). No training and no preference sentence; the history is what the model may see
-for the split (``Dataset.history``), so test items never enter.
+history (its induction heads). No training; the history is what the model may see for the split
+(``Dataset.history``), so test items never enter.
+
+With ``preferences`` (user -> sentence, e.g. the preferences stage's), the prefix starts with the user's
+preference line (``PREFERENCE``) before the intro, so ``cond`` and ``pmi`` also read the sentence the ULMRec
+prompts read; ``uncond`` stays the intro alone. Mind where the sentences come from: the shipped GPT-3.5 ones
+were written from reviews that include the validation and test period.
 
 Cost per user: one decoder pass over the history prefix, whose key/value cache is then shared by all candidate
 continuations in one batch; ``uncond`` is computed once per item and reused across users.
@@ -20,7 +25,7 @@ continuations in one batch; ``uncond`` is computed once per item and reused acro
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -31,11 +36,14 @@ from ulmrec.ranker.predict import lm_parts
 
 SIGNALS = ("pmi", "cond")
 INTRO = "Products one shopper bought, oldest first:"
+PREFERENCE = "What this shopper prefers: {}\n"
 
 
-def history_prompt(titles: Sequence[str], intro: str = INTRO) -> str:
-    """The prefix a candidate title continues: the intro, one ``- title`` line per history item, then ``-``."""
-    return intro + "\n" + "".join(f"- {t}\n" for t in titles) + "-"
+def history_prompt(titles: Sequence[str], intro: str = INTRO, preference: str | None = None) -> str:
+    """The prefix a candidate title continues: the preference line when given, the intro, one ``- title`` line
+    per history item, then ``-``."""
+    head = PREFERENCE.format(" ".join(preference.split())) if preference and preference.strip() else ""
+    return head + intro + "\n" + "".join(f"- {t}\n" for t in titles) + "-"
 
 
 def title_tokens(tokenizer, titles: Sequence[str], max_tokens: int) -> list[list[int]]:
@@ -97,15 +105,18 @@ class TitleLikelihood:
 
     ``model``/``tokenizer``: a loaded causal LM (an adapter-wrapped ranker works too); ``history``: how many of
     the user's last history titles the prefix lists; ``max_title_tokens``: tokens scored per title. The
-    no-history term is cached per item for the model as it is now: a model tuned afterwards needs a new scorer."""
+    no-history term is cached per item for the model as it is now: a model tuned afterwards needs a new scorer.
+    ``preferences``: user -> sentence put before the history (module docstring); users without one get none."""
 
     def __init__(self, model, tokenizer, ds: Dataset, history: int = 10, max_title_tokens: int = 16,
-                 device: str = "cpu", intro: str = INTRO, uncond_batch: int = 64):
+                 device: str = "cpu", intro: str = INTRO, uncond_batch: int = 64,
+                 preferences: Mapping[int, str] | None = None):
         if history < 1 or max_title_tokens < 1:
             raise ValueError("history and max_title_tokens must be >= 1")
         self.model, self.tok, self.ds, self.device = model, tokenizer, ds, device
         self.history, self.max_title_tokens, self.intro, self.uncond_batch = history, max_title_tokens, intro, uncond_batch
         self._titles = ds.titles
+        self.preferences = dict(preferences or {})
         self._uncond: dict[int, float] = {}
         self._cut_titles: dict[int, str] = {}
         self._weight = head_weight(model).to(device)
@@ -146,8 +157,8 @@ class TitleLikelihood:
         for n, (u, cands) in enumerate(tqdm(list(zip(users, candidates, strict=True)), desc=f"title likelihood ({split})",
                                             disable=not progress, leave=False)):
             hist = [self._cut(int(i)) for i in self.ds.history(int(u), split)[-self.history:]]
-            cond = continuation_logprobs(self.model, self._encode(history_prompt(hist, self.intro)),
-                                         self._tokens(cands), self.device, self._weight)
+            prefix = self._encode(history_prompt(hist, self.intro, self.preferences.get(int(u))))
+            cond = continuation_logprobs(self.model, prefix, self._tokens(cands), self.device, self._weight)
             out["cond"][n, :len(cands)] = cond
             out["pmi"][n, :len(cands)] = cond - self.unconditional(cands)
         self.model.train(was_training)
