@@ -215,6 +215,8 @@ def choose(sub: dict, idx: np.ndarray, lm: dict | None, sim: np.ndarray | None) 
 
 RETRIEVER, SIM_ALONE, SIM = "Retriever order", "Title similarity alone (MiniLM, no LLM)", \
     "Retriever + title similarity (no LLM)"
+#: the control of the '+preference' rows: the same sentence read by the sentence encoder instead of the LM
+PSIM = "Retriever + preference similarity (MiniLM, no LLM)"
 
 
 def names(tag: str) -> tuple[str, str, str]:
@@ -233,15 +235,20 @@ def pairs(tags: list[str]) -> list[tuple[str, str]]:
             out += [(names(tag)[i], names("zero-shot")[i]) for i in range(3)]
     for tag in (t for t in tags if t.endswith(PREF) and base_tag(t) in tags):  # what the sentence adds
         out += [(names(tag)[i], names(base_tag(tag))[i]) for i in range(3)]
+    if any(t.endswith(PREF) for t in tags):
+        out.insert(2, (PSIM, RETRIEVER))
+        out += [(names(t)[1], PSIM) for t in tags if t.endswith(PREF)]
     return out
 
 
-def pick_all(sub: dict, idx: np.ndarray, lms: dict, sim: np.ndarray) -> dict:
-    """Every choice, on the users ``idx`` only: the similarity weight, and per LM its signal alone and its
-    signal + weights fused."""
+def pick_all(sub: dict, idx: np.ndarray, lms: dict, sim: np.ndarray, psim: np.ndarray | None = None) -> dict:
+    """Every choice, on the users ``idx`` only: the similarity weight (and the preference similarity's), and per
+    LM its signal alone and its signal + weights fused."""
     from ulmrec.metrics import metrics_from_ranks
 
     out = {"sim": choose(sub, idx, None, sim), "lm": {}}
+    if psim is not None:
+        out["psim"] = choose(sub, idx, None, psim)
     for tag, lm in lms.items():
         alone = {s: metrics_from_ranks(_ranks(lm[s][idx], sub["targets"][idx]), (10,))["NDCG@10"] for s in SIGNALS}
         out["lm"][tag] = {"alone": max(SIGNALS, key=lambda s: (alone[s], -SIGNALS.index(s))),
@@ -250,11 +257,14 @@ def pick_all(sub: dict, idx: np.ndarray, lms: dict, sim: np.ndarray) -> dict:
     return out
 
 
-def rows_for(sub: dict, lms: dict, sim: np.ndarray, picks: dict, idx: np.ndarray) -> dict:
+def rows_for(sub: dict, lms: dict, sim: np.ndarray, picks: dict, idx: np.ndarray,
+             psim: np.ndarray | None = None) -> dict:
     """Ranks on the users ``idx`` of every row, with the choices of ``picks``."""
     retr, t = sub["retriever"][idx], sub["targets"][idx]
     out = {RETRIEVER: _ranks(retr, t), SIM_ALONE: _ranks(sim[idx], t),
            SIM: _ranks(_fused(retr, [sim[idx]], [picks["sim"]["w_sim"]]), t)}
+    if psim is not None:
+        out[PSIM] = _ranks(_fused(retr, [psim[idx]], [picks["psim"]["w_sim"]]), t)
     for tag, lm in lms.items():
         p = picks["lm"][tag]
         alone, fused, both = names(tag)
@@ -267,22 +277,28 @@ def rows_for(sub: dict, lms: dict, sim: np.ndarray, picks: dict, idx: np.ndarray
 
 def measure(run: Path, n_users: dict, history: int, tags: list[str]) -> dict:
     from ulmrec.data.dataset import Dataset
+    from ulmrec.evaluation import title_signal as ts
     from ulmrec.evaluation.stage import overall_from_rank
     from ulmrec.evaluation.stats import paired_bootstrap
-    from ulmrec.evaluation.title_signal import title_embeddings, title_similarity
     from ulmrec.io import read_json
     from ulmrec.metrics import metrics_from_ranks
+    from ulmrec.preferences.audit import load_sentences
 
     ds = Dataset.load(run / "data")
-    emb = title_embeddings(ds)
-    subs, lms, sims, secs = {}, {}, {}, {}
+    encoder = ts.TextEncoder("all-MiniLM-L6-v2")
+    emb = ts.title_embeddings(ds, encode=encoder.encode)
+    sentences = load_sentences(run, ds)[0] if any(t.endswith(PREF) for t in tags) else None
+    subs, lms, sims, psims, secs = {}, {}, {}, {"valid": None, "test": None}, {}
     for split in ("valid", "test"):
         subs[split] = sub = subset(run, split, n_users[split])
         lms[split] = {}
         for tag in tags:
             lms[split][tag], secs[f"{tag} {split}"] = load_scores(run, split, sub["users"], tag)
-        sims[split] = title_similarity(ds, list(sub["users"]), [list(c) for c in sub["candidates"]], split, emb,
-                                       history, how="max")
+        sims[split] = ts.title_similarity(ds, list(sub["users"]), [list(c) for c in sub["candidates"]], split, emb,
+                                          history, how="max")
+        if sentences is not None:
+            psims[split] = ts.text_similarity([sentences.get(int(u)) for u in sub["users"]],
+                                              [list(c) for c in sub["candidates"]], emb, encoder.encode)
     out = {"run": str(run), "seconds_per_user": secs, "tags": tags,
            "training": {t: {k: v for k, v in read_json(tag_dir(run, t) / "train.json").items() if k != "log"}
                         for t in tags if base_tag(t) == t and t != "zero-shot"},
@@ -291,16 +307,16 @@ def measure(run: Path, n_users: dict, history: int, tags: list[str]) -> dict:
     v = subs["valid"]
     perm = np.random.default_rng(0).permutation(len(v["users"]))
     pick, held = np.sort(perm[: len(perm) // 2]), np.sort(perm[len(perm) // 2:])
-    half = pick_all(v, pick, lms["valid"], sims["valid"])
-    ranks = rows_for(v, lms["valid"], sims["valid"], half, held)
+    half = pick_all(v, pick, lms["valid"], sims["valid"], psims["valid"])
+    ranks = rows_for(v, lms["valid"], sims["valid"], half, held, psims["valid"])
     out["valid"] = {"users": int(len(v["users"])), "choose_users": int(len(pick)), "report_users": int(len(held)),
                     "picks": half, "models": {k: metrics_from_ranks(r, (5, 10)) for k, r in ranks.items()},
                     "paired": {f"{a} - {b}": paired_bootstrap(ranks[a], ranks[b], metrics=("NDCG@10",), seed=0)
                                for a, b in pairs(tags)}}
     # test: every choice made on all validation users, test read once
     t = subs["test"]
-    picks = pick_all(v, np.arange(len(v["users"])), lms["valid"], sims["valid"])
-    ranks = rows_for(t, lms["test"], sims["test"], picks, np.arange(len(t["users"])))
+    picks = pick_all(v, np.arange(len(v["users"])), lms["valid"], sims["valid"], psims["valid"])
+    ranks = rows_for(t, lms["test"], sims["test"], picks, np.arange(len(t["users"])), psims["test"])
     models = {}
     for k, r in ranks.items():
         rank = metrics_from_ranks(r, (5, 10))

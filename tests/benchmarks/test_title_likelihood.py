@@ -82,7 +82,8 @@ def test_preference_rows_pair_with_their_lm_and_split_by_sentence_match(tmp_path
     monkeypatch.setattr(mod, "subset", lambda r, split, n, c=LETTERS, f=mod.subset: f(r, split, n, LETTERS))
     import ulmrec.evaluation.title_signal as ts
 
-    monkeypatch.setattr(ts, "TextEncoder", lambda *a, **k: type("E", (), {"encode": lambda self, t: np.eye(len(t))})())
+    monkeypatch.setattr(ts, "TextEncoder", lambda *a, **k: type("E", (), {"encode": lambda self, t: np.array(
+        [[len(x), x.count("a") + 1.0, x.count("e") + 1.0] for x in t])})())
     n_users = {"valid": 0, "test": 0}
     _fake_scores(mod, run, "zero-shot", informative=False, n_users=n_users)
     _fake_scores(mod, run, "zero-shot+preference", informative=True, n_users=n_users)
@@ -98,7 +99,8 @@ def test_preference_rows_pair_with_their_lm_and_split_by_sentence_match(tmp_path
     r = mod.measure(run, n_users, history=3, tags=tags)
     t = r["test"]
     fused = mod.names("zero-shot+preference")[1]
-    assert f"{fused} - {mod.names('zero-shot')[1]}" in t["paired"]
+    assert f"{fused} - {mod.names('zero-shot')[1]}" in t["paired"] and f"{fused} - {mod.PSIM}" in t["paired"]
+    assert mod.PSIM in t["models"] and f"{mod.PSIM} - {mod.RETRIEVER}" in r["valid"]["paired"]
     bm = t["by_sentence_match"]
     assert sum(g["users"] for g in bm["groups"].values()) == t["users"] == bm["users"]
     assert bm["matched_users"] == bm["groups"]["sentence matches the test item"]["users"] >= 1

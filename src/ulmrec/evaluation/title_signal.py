@@ -52,3 +52,19 @@ def title_similarity(ds: Dataset, users: Sequence[int], candidates: Sequence[Seq
             m = h.mean(0)
             out[i, :len(e)] = e @ (m / max(float(np.linalg.norm(m)), 1e-12))
     return out
+
+
+def text_similarity(texts: Sequence[str | None], candidates: Sequence[Sequence[int]], emb: np.ndarray,
+                    encode: Callable[[list[str]], np.ndarray]) -> np.ndarray:
+    """``(N, C)``: each candidate's cosine similarity to the text of its row (e.g. the user's preference sentence),
+    embedded with ``encode`` (the encoder of ``emb``); 0 for a row without text, ``-inf`` past a shorter list."""
+    width = max((len(c) for c in candidates), default=0)
+    out = np.full((len(candidates), width), -np.inf)
+    have = [i for i, t in enumerate(texts) if t and str(t).strip()]
+    vec = np.zeros((len(candidates), emb.shape[1]))
+    if have:
+        e = np.asarray(encode([str(texts[i]) for i in have]), dtype=np.float64)
+        vec[have] = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
+    for i, cands in enumerate(candidates):
+        out[i, :len(cands)] = emb[np.asarray(cands, dtype=np.int64)] @ vec[i]
+    return out
