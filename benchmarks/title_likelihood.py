@@ -91,7 +91,7 @@ def tag_dir(run: Path, tag: str) -> Path:
 
 
 def train(run: Path, tag: str, steps: int, batch_size: int, lr: float, history: int, max_title_tokens: int,
-          lora_layers: int, targets: list[str]) -> None:
+          lora_layers: int, targets: list[str], max_minutes: float = 0.0) -> None:
     """LoRA-tune the LM on next titles of the training sequences (``ulmrec.ranker.likelihood.train_title_lm``)
     and save the adapter into ``tag_dir/adapter`` with its loss log."""
     from ulmrec.data.dataset import Dataset
@@ -103,7 +103,8 @@ def train(run: Path, tag: str, steps: int, batch_size: int, lr: float, history: 
     model, tok = build_ranker(ranker_config(lora_layers, targets), [], "cpu")
     t0 = time.perf_counter()
     log = train_title_lm(model, tok, ds, steps=steps, batch_size=batch_size, lr=lr, history=history,
-                         max_title_tokens=max_title_tokens)
+                         max_title_tokens=max_title_tokens, max_seconds=60 * max_minutes)
+    steps = len(log)  # fewer than asked when the time budget ran out
     seconds = time.perf_counter() - t0
     out = tag_dir(run, tag)
     save_adapter(model, tok, out / "adapter")
@@ -454,6 +455,7 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=300, help="train: optimizer steps")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--max-minutes", type=float, default=0.0, help="train: stop after this many minutes (0 = no cap)")
     ap.add_argument("--lora-layers", type=int, default=8, help="train: LoRA in the top N layers (0 = all)")
     ap.add_argument("--lora-targets", nargs="+", default=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
                                                           "up_proj", "down_proj"])
@@ -471,7 +473,7 @@ def main() -> int:
                 if args.tag == "zero-shot":
                     raise SystemExit("train: name the tuned model with --tag (not zero-shot)")
                 train(run, args.tag, args.steps, args.batch_size, args.lr, args.history, args.max_title_tokens,
-                      args.lora_layers, args.lora_targets)
+                      args.lora_layers, args.lora_targets, args.max_minutes)
             else:
                 score(run, args.split, n_users, args.history, args.max_title_tokens, args.chunk, args.tag)
         return 0

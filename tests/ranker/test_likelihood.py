@@ -154,3 +154,6 @@ def test_tuning_lowers_the_next_title_loss_and_moves_only_lora(tiny_llama, tmp_p
     with pytest.raises(ValueError, match="no trainable parameters"):
         plain = AutoModelForCausalLM.from_pretrained(str(tiny_llama)).requires_grad_(False)
         train_title_lm(plain, tok, ds, steps=1, progress=False)
+    # a time budget stops after the step that passes it (1e-9 s: the first step)
+    assert len(train_title_lm(model, tok, ds, steps=5, batch_size=2, history=2, max_title_tokens=4, progress=False,
+                              max_seconds=1e-9)) == 1

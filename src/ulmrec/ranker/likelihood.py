@@ -186,12 +186,16 @@ def next_title_pairs(ds: Dataset, n: int, history: int, seed: int = 0) -> list[t
 def train_title_lm(model, tokenizer, ds: Dataset, steps: int, batch_size: int = 8, lr: float = 1e-3,
                    history: int = 10, max_title_tokens: int = 12, warmup: int = 20, seed: int = 0,
                    device: str = "cpu", intro: str = INTRO, progress: bool = True,
-                   log: Callable[[dict], None] | None = None) -> list[dict]:
+                   log: Callable[[dict], None] | None = None, max_seconds: float = 0.0) -> list[dict]:
     """Tune ``model`` (a LoRA-wrapped causal LM; only its trainable parameters move) on the next title: the loss
     is the cross-entropy of the next item's title tokens (``max_title_tokens``) after the same history prompt
     the scorer reads, averaged over those tokens, on ``steps`` x ``batch_size`` pairs of
     :func:`next_title_pairs`. The LM head runs on the title positions only. AdamW, linear warm-up then constant.
+    ``max_seconds`` > 0 stops after the step that passes that much wall-clock time (a budget in time, not steps).
     Returns the loss log (one entry per step)."""
+    import time
+
+    start = time.perf_counter()
     torch.manual_seed(seed)
     scorer = TitleLikelihood(model, tokenizer, ds, history=history, max_title_tokens=max_title_tokens,
                              device=device, intro=intro)
@@ -234,5 +238,7 @@ def train_title_lm(model, tokenizer, ds: Dataset, steps: int, batch_size: int = 
         bar.set_postfix(loss=f"{entry['loss']:.3f}")
         if log is not None:
             log(entry)
+        if max_seconds and time.perf_counter() - start > max_seconds:
+            break
     model.eval()
     return out
