@@ -347,6 +347,9 @@ def by_sentence_match(run: Path, ds, users: np.ndarray, ranks: dict, tags: list[
         if not sel.any():
             out["groups"][group] = {"users": 0, "paired": {}}
             continue
+        if PSIM in ranks:  # the same sentence read by the sentence encoder
+            diffs[f"{PSIM} - {RETRIEVER}"] = paired_bootstrap(ranks[PSIM][sel], ranks[RETRIEVER][sel],
+                                                              metrics=("NDCG@10",), seed=0)["NDCG@10"]
         for tag in (t for t in tags if t.endswith(PREF)):
             for i in range(3):
                 for other in ([RETRIEVER] + ([names(base_tag(tag))[i]] if base_tag(tag) in tags else [])):
