@@ -331,10 +331,17 @@ def measure(run: Path, n_users: dict, history: int, tags: list[str]) -> dict:
     return out
 
 
+#: how the test users are split for the preference rows: (group name, matcher of audit.held_out_matches, matched?)
+MATCH_GROUPS = (("sentence matches the test item", "any", True), ("no match", "any", False),
+                ("sentence has a test-title word no training title has", "novel_word", True))
+
+
 def by_sentence_match(run: Path, ds, users: np.ndarray, ranks: dict, tags: list[str]) -> dict:
     """The preference rows' gains split by whether the user's sentence matches their test item (the leakage
-    audit's matchers, any of them): a gain that lives only where the sentence names the test item is the
-    sentences' leak, not the model's skill."""
+    audit's matchers, ``MATCH_GROUPS``). The history-title similarity (no sentence) is split the same way as the
+    control: users whose test item resembles their history gain from it too. A sentence gain far above that
+    control where the sentence names the test item, and none elsewhere, is the sentences' leak; a word of the test
+    title that no training title has (``novel_word``) cannot have come from the training history at all."""
     from ulmrec.evaluation.stats import paired_bootstrap
     from ulmrec.preferences.audit import held_out_matches, load_sentences
 
@@ -342,21 +349,17 @@ def by_sentence_match(run: Path, ds, users: np.ndarray, ranks: dict, tags: list[
     match = held_out_matches(ds, sentences, users, "test")
     out = {"matched_users": int(match["any"].sum()), "users": int(len(users)),
            "rate_by_matcher": {m: float(v.mean()) for m, v in match.items()}, "groups": {}}
-    for group, sel in (("sentence matches the test item", match["any"]), ("no match", ~match["any"])):
-        diffs = {}
-        if not sel.any():
-            out["groups"][group] = {"users": 0, "paired": {}}
-            continue
-        if PSIM in ranks:  # the same sentence read by the sentence encoder
-            diffs[f"{PSIM} - {RETRIEVER}"] = paired_bootstrap(ranks[PSIM][sel], ranks[RETRIEVER][sel],
-                                                              metrics=("NDCG@10",), seed=0)["NDCG@10"]
-        for tag in (t for t in tags if t.endswith(PREF)):
-            for i in range(3):
-                for other in ([RETRIEVER] + ([names(base_tag(tag))[i]] if base_tag(tag) in tags else [])):
-                    a = names(tag)[i]
-                    diffs[f"{a} - {other}"] = paired_bootstrap(ranks[a][sel], ranks[other][sel],
-                                                               metrics=("NDCG@10",), seed=0)["NDCG@10"]
-        out["groups"][group] = {"users": int(sel.sum()), "paired": diffs}
+    compare = [(SIM, RETRIEVER)] + ([(PSIM, RETRIEVER)] if PSIM in ranks else [])
+    for tag in (t for t in tags if t.endswith(PREF)):
+        for i in range(3):
+            compare += [(names(tag)[i], RETRIEVER)]
+            if base_tag(tag) in tags:
+                compare += [(names(tag)[i], names(base_tag(tag))[i])]
+    for group, matcher, matched in MATCH_GROUPS:
+        sel = match[matcher] if matched else ~match[matcher]
+        out["groups"][group] = {"users": int(sel.sum()), "paired": {} if not sel.any() else {
+            f"{a} - {b}": paired_bootstrap(ranks[a][sel], ranks[b][sel], metrics=("NDCG@10",), seed=0)["NDCG@10"]
+            for a, b in compare}}
     return out
 
 
@@ -411,7 +414,9 @@ def markdown(result: dict) -> str:
             bm = t["by_sentence_match"]
             lines += ["", f"Preference rows by whether the user's sentence matches their test item (title bigram, "
                       f"novel title word or brand, the leakage audit's matchers): {bm['matched_users']} of "
-                      f"{bm['users']} users match. NDCG@10 differences within each group:", "",
+                      f"{bm['users']} users match. The history-title similarity row reads no sentence: it is the "
+                      "control for users whose test item resembles their history. NDCG@10 differences within each "
+                      "group:", "",
                       "| difference | " + " | ".join(f"{g} ({x['users']} users)" for g, x in bm["groups"].items())
                       + " |", "|---|" + "---|" * len(bm["groups"])]
             keys = dict.fromkeys(k for x in bm["groups"].values() for k in x["paired"])

@@ -105,8 +105,10 @@ def test_preference_rows_pair_with_their_lm_and_split_by_sentence_match(tmp_path
     assert sum(g["users"] for g in bm["groups"].values()) == t["users"] == bm["users"]
     assert bm["matched_users"] == bm["groups"]["sentence matches the test item"]["users"] >= 1
     assert bm["groups"]["no match"]["users"] >= 1
-    for g in bm["groups"].values():
-        assert f"{fused} - {mod.RETRIEVER}" in g["paired"] and f"{mod.PSIM} - {mod.RETRIEVER}" in g["paired"]
+    assert bm["groups"]["sentence has a test-title word no training title has"]["users"] <= bm["matched_users"]
+    for g in (g for g in bm["groups"].values() if g["users"]):
+        for key in (f"{fused} - {mod.RETRIEVER}", f"{mod.PSIM} - {mod.RETRIEVER}", f"{mod.SIM} - {mod.RETRIEVER}"):
+            assert key in g["paired"]
     md = mod.markdown({"args": {"max_title_tokens": 12, "history": 3}, "datasets": {"tiny": r},
                        "load_before": (0.0,), "load_after": (0.0,)})
     assert "test sentences" in md and "Rows tagged `+preference`" in md and "sentence matches the test item" in md
