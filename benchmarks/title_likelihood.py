@@ -496,7 +496,9 @@ def main() -> int:
     result = {**header(), "args": {"valid_users": args.valid_users, "test_users": args.test_users,
                                    "history": args.history, "max_title_tokens": args.max_title_tokens},
               "datasets": datasets, "load_before": load_before, "load_after": os.getloadavg(), "note": args.note,
-              "preferences": "none read"}
+              "preferences": ("read by the '+preference' rows and the preference similarity only (which sentences: "
+                              "datasets.<name>.preferences)") if any(t.endswith(PREF) for t in args.tags)
+              else "none read"}
     save(args.out, result, markdown(result))
     return 0
 
