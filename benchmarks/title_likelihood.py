@@ -331,19 +331,14 @@ def measure(run: Path, n_users: dict, history: int, tags: list[str]) -> dict:
     return out
 
 
-#: how the test users are split for the preference rows: (group name, matcher of audit.held_out_matches, matched?)
-MATCH_GROUPS = (("sentence matches the test item", "any", True), ("no match", "any", False),
-                ("sentence has a test-title word no training title has", "novel_word", True))
-
-
 def by_sentence_match(run: Path, ds, users: np.ndarray, ranks: dict, tags: list[str]) -> dict:
     """The preference rows' gains split by whether the user's sentence matches their test item (the leakage
-    audit's matchers, ``MATCH_GROUPS``). The history-title similarity (no sentence) is split the same way as the
+    audit's matchers, ``ulmrec.preferences.audit.MATCH_GROUPS``). The history-title similarity (no sentence) is split the same way as the
     control: users whose test item resembles their history gain from it too. A sentence gain far above that
     control where the sentence names the test item, and none elsewhere, is the sentences' leak; a word of the test
     title that no training title has (``novel_word``) cannot have come from the training history at all."""
     from ulmrec.evaluation.stats import paired_bootstrap
-    from ulmrec.preferences.audit import held_out_matches, load_sentences
+    from ulmrec.preferences.audit import held_out_matches, load_sentences, match_groups
 
     sentences, _ = load_sentences(run, ds)
     match = held_out_matches(ds, sentences, users, "test")
@@ -355,8 +350,7 @@ def by_sentence_match(run: Path, ds, users: np.ndarray, ranks: dict, tags: list[
             compare += [(names(tag)[i], RETRIEVER)]
             if base_tag(tag) in tags:
                 compare += [(names(tag)[i], names(base_tag(tag))[i])]
-    for group, matcher, matched in MATCH_GROUPS:
-        sel = match[matcher] if matched else ~match[matcher]
+    for group, sel in match_groups(ds, sentences, users).items():
         out["groups"][group] = {"users": int(sel.sum()), "paired": {} if not sel.any() else {
             f"{a} - {b}": paired_bootstrap(ranks[a][sel], ranks[b][sel], metrics=("NDCG@10",), seed=0)["NDCG@10"]
             for a, b in compare}}

@@ -143,6 +143,31 @@ def test_audit_run_writes_tables_and_says_what_it_skipped(tmp_path):
     md = (tmp_path / "run" / "audit" / "leakage.md").read_text()
     assert "planted.jsonl" in md and "Index prefixes: skipped" in md
     assert not list((tmp_path / "run" / "audit").glob(".*.tmp"))
+    assert res["ranker_gains"] is None and "Ranker gains" not in md  # not evaluated
+
+
+def test_ranker_gains_split_an_evaluated_runs_rows_by_sentence_match(tmp_path):
+    """A row that is better only for users whose sentence names their test item shows its gain in that group
+    alone; a row better for everyone shows it in every group; the audit table carries the section."""
+    ds = distinct_dataset(n_users=40)
+    named = [f"The user prefers {ds.titles[s[-1]]}" for s in ds.sequences[:20]]
+    ds.preferences = pd.DataFrame({"user_idx": np.arange(40, dtype=np.int32),
+                                   "preference": named + ["The user prefers quiet evenings"] * 20})
+    ds.save(tmp_path / "run" / "data")
+    (tmp_path / "run" / "evaluate").mkdir()
+    pd.DataFrame({"user_idx": np.arange(40), "target": 0, "Retriever order": 5,
+                  "Leaky": [0] * 20 + [5] * 20, "Better": 4}).to_parquet(tmp_path / "run" / "evaluate" / "ranks.parquet")
+    res = audit_run(tmp_path / "run", n_boot=50)
+    g = res["ranker_gains"]["groups"]
+    assert g["sentence matches the test item"]["users"] == 20 and g["no match"]["users"] == 20
+    assert g["sentence has a test-title word no training title has"]["users"] == 20
+    up = 1.0 - 1.0 / np.log2(7)
+    leaky, better = (g["sentence matches the test item"]["rows"][k] for k in ("Leaky", "Better"))
+    assert leaky["diff"] == pytest.approx(up) and leaky["ci95"][0] == pytest.approx(up)
+    assert g["no match"]["rows"]["Leaky"]["diff"] == 0.0
+    assert better["diff"] == pytest.approx(1 / np.log2(6) - 1 / np.log2(7)) == g["no match"]["rows"]["Better"]["diff"]
+    md = (tmp_path / "run" / "audit" / "leakage.md").read_text()
+    assert "Ranker gains by whether the sentence names the test item" in md and "| Leaky | +" in md
 
 
 def test_audit_reads_the_reference_index_and_the_runs_index(tmp_path):

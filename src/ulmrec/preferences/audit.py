@@ -30,6 +30,13 @@ same test item, against the same rate over all pairs of users (chance), with the
 validation item and the last and first training items as the non-leaking comparison (similar users buy similar
 things, so some lift is expected without any leak; a ``titles`` sentence quotes the last training title, so for
 those the first is the cleaner control). Intervals: bootstrap over prefix groups.
+
+**Ranker gains by sentence match.** When the run has been evaluated (``evaluate/ranks.parquet``), every row's
+Rank NDCG@10 minus the retriever order's on the same users, within the groups of ``MATCH_GROUPS``: users whose
+sentence matches their test item, the rest, and users whose sentence has a word of the test title that no
+training title has. A row that reads the sentences and gains only where they name the test item gains from the
+leak; rows that read no sentence (the retriever + title similarity, LlamaRec-style) are the control for users
+whose test item simply resembles their history.
 """
 
 from __future__ import annotations
@@ -51,6 +58,7 @@ from ulmrec.artifacts import (
     LEAKAGE_TABLE,
     PREFERENCE_REPORT,
     PREFERENCE_TABLE,
+    RANKS,
     REFERENCE_INDEX,
     SOURCE_PREFERENCES,
     STAGE_RECORD,
@@ -60,6 +68,7 @@ from ulmrec.config import load_config
 from ulmrec.data.dataset import Dataset
 from ulmrec.errors import ConfigError, DataError
 from ulmrec.io import file_digest, read_json, write_json, write_text
+from ulmrec.metrics import per_user_metrics
 from ulmrec.preferences.offline import STOPWORDS
 from ulmrec.preferences.table import read_ok_preferences
 
@@ -285,6 +294,44 @@ def held_out_matches(ds: Dataset, sentences: dict[int, str], users, split: str =
     return {m: np.array(v, dtype=bool) for m, v in out.items()}
 
 
+#: how a ranker's test users are split by their sentence: (group name, matcher of held_out_matches, matched?)
+MATCH_GROUPS = (("sentence matches the test item", "any", True), ("no match", "any", False),
+                ("sentence has a test-title word no training title has", "novel_word", True))
+
+
+def match_groups(ds: Dataset, sentences: dict[int, str], users, split: str = "test") -> dict[str, np.ndarray]:
+    """``{group: (len(users),) bool}`` of :data:`MATCH_GROUPS`."""
+    m = held_out_matches(ds, sentences, users, split)
+    return {name: (m[matcher] if matched else ~m[matcher]) for name, matcher, matched in MATCH_GROUPS}
+
+
+def ranker_gains(run_dir: Path, ds: Dataset, sentences: dict[int, str], seed: int = 0, n_boot: int = 1000,
+                 reference: str = "Retriever order") -> dict | None:
+    """Each row of ``evaluate/ranks.parquet`` minus ``reference`` (Rank NDCG@10, same users), per group of
+    :func:`match_groups`, with bootstrap 95 % intervals; ``None`` when the run has not been evaluated."""
+    path = RANKS.path(run_dir)
+    if not path.exists():
+        return None
+    ranks = pd.read_parquet(path)
+    if reference not in ranks.columns:
+        return None
+    users = ranks["user_idx"].to_numpy(np.int64)
+    groups = match_groups(ds, sentences, users)
+    ndcg = {c: per_user_metrics(ranks[c].to_numpy(np.int64), (10,))["NDCG@10"]
+            for c in ranks.columns if c not in ("user_idx", "target")}
+    rng = np.random.default_rng(seed)
+    out: dict = {"file": RANKS.key, "users": len(users), "reference": reference, "groups": {}}
+    for name, sel in groups.items():
+        rows = {}
+        for col, v in ndcg.items():
+            if col == reference:
+                continue
+            d = v[sel] - ndcg[reference][sel]
+            rows[col] = {"diff": float(d.mean()) if sel.any() else float("nan"), "ci95": list(bootstrap_ci(d, rng, n_boot))}
+        out["groups"][name] = {"users": int(sel.sum()), "rows": rows}
+    return out
+
+
 def sentence_matches(ds: Dataset, sentences: dict[int, str], seed: int = 0, null_samples: int = 5,
                      n_boot: int = 1000) -> dict:
     """The sentence-match audit (module docstring): rates per matcher and target, paired differences."""
@@ -420,6 +467,7 @@ def audit_run(run_dir: str | Path, seed: int = 0, null_samples: int = 5, n_boot:
         result["prefix_sharing"] = None
         result["prefix_sharing_skipped"] = (f"no index: neither {USER_INDEX.key} (run `ulmrec index`) "
                                             f"nor {REFERENCE_INDEX.key}")
+    result["ranker_gains"] = ranker_gains(run_dir, ds, sentences, seed, n_boot)
     write_json(LEAKAGE.path(run_dir), result)
     write_text(LEAKAGE_TABLE.path(run_dir), to_markdown(result))
     return result
@@ -455,6 +503,22 @@ def to_markdown(result: dict, level: int = 2) -> str:
         cells += [f"{_p(df[k]['diff'])} {_ci(df[k]['ci95'])}" for k in ("test-untouched", "test-train")]
         lines.append(f"| {MATCHER_TEXT.get(name, name)} | " + " | ".join(cells) + " |")
     lines += ["", "Percentages; differences in percentage points (paired over users)."]
+    g = result.get("ranker_gains")
+    if g:
+        groups = g["groups"]
+        lines += ["", f"{h}# Ranker gains by whether the sentence names the test item", "",
+                  f"Rank NDCG@10 of each evaluated row minus the {g['reference'].lower()}'s, on the same users "
+                  f"(`{g['file']}`, {g['users']} users), bootstrap 95 % intervals. A row that reads the sentences and "
+                  "gains only where they name the test item gains from the leak; rows that read none are the control.",
+                  "", "| row | " + " | ".join(f"{k} ({v['users']} users)" for k, v in groups.items()) + " |",
+                  "|---|" + "---:|" * len(groups)]
+        for row in next(iter(groups.values()))["rows"]:
+            cells = []
+            for v in groups.values():
+                r = v["rows"][row]
+                cells.append("" if not v["users"] else
+                             f"{r['diff']:+.4f} [{r['ci95'][0]:+.4f}, {r['ci95'][1]:+.4f}]")
+            lines.append(f"| {row} | " + " | ".join(cells) + " |")
     ps = result.get("prefix_sharing")
     if not ps:
         lines += ["", f"Index prefixes: skipped ({result.get('prefix_sharing_skipped')})."]
