@@ -233,7 +233,7 @@ def train_title_lm(model, tokenizer, ds: Dataset, steps: int, batch_size: int = 
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
-        entry = {"step": step + 1, "loss": float(loss), "lr": sched.get_last_lr()[0]}
+        entry = {"step": step + 1, "loss": float(loss.detach()), "lr": sched.get_last_lr()[0]}
         out.append(entry)
         bar.set_postfix(loss=f"{entry['loss']:.3f}")
         if log is not None:
