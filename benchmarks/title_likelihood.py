@@ -327,20 +327,19 @@ def measure(run: Path, n_users: dict, history: int, tags: list[str]) -> dict:
                                                              metrics=("NDCG@10", "MRR@10", "Recall@10"), seed=0)
                               for a, b in pairs(tags)}}
     if out["preferences"]:
-        out["test"]["by_sentence_match"] = by_sentence_match(run, ds, t["users"], ranks, tags)
+        out["test"]["by_sentence_match"] = by_sentence_match(ds, sentences, t["users"], ranks, tags)
     return out
 
 
-def by_sentence_match(run: Path, ds, users: np.ndarray, ranks: dict, tags: list[str]) -> dict:
+def by_sentence_match(ds, sentences: dict[int, str], users: np.ndarray, ranks: dict, tags: list[str]) -> dict:
     """The preference rows' gains split by whether the user's sentence matches their test item (the leakage
-    audit's matchers, ``ulmrec.preferences.audit.MATCH_GROUPS``). The history-title similarity (no sentence) is split the same way as the
-    control: users whose test item resembles their history gain from it too. A sentence gain far above that
+    audit's matchers, ``ulmrec.preferences.audit.MATCH_GROUPS``). The history-title similarity (no sentence) is
+    split the same way as the control: users whose test item resembles their history gain from it too. A sentence gain far above that
     control where the sentence names the test item, and none elsewhere, is the sentences' leak; a word of the test
     title that no training title has (``novel_word``) cannot have come from the training history at all."""
     from ulmrec.evaluation.stats import paired_bootstrap
-    from ulmrec.preferences.audit import held_out_matches, load_sentences, match_groups
+    from ulmrec.preferences.audit import held_out_matches, match_groups
 
-    sentences, _ = load_sentences(run, ds)
     match = held_out_matches(ds, sentences, users, "test")
     out = {"matched_users": int(match["any"].sum()), "users": int(len(users)),
            "rate_by_matcher": {m: float(v.mean()) for m, v in match.items()}, "groups": {}}
@@ -350,7 +349,7 @@ def by_sentence_match(run: Path, ds, users: np.ndarray, ranks: dict, tags: list[
             compare += [(names(tag)[i], RETRIEVER)]
             if base_tag(tag) in tags:
                 compare += [(names(tag)[i], names(base_tag(tag))[i])]
-    for group, sel in match_groups(ds, sentences, users).items():
+    for group, sel in match_groups(match).items():
         out["groups"][group] = {"users": int(sel.sum()), "paired": {} if not sel.any() else {
             f"{a} - {b}": paired_bootstrap(ranks[a][sel], ranks[b][sel], metrics=("NDCG@10",), seed=0)["NDCG@10"]
             for a, b in compare}}

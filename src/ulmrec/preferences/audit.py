@@ -261,10 +261,11 @@ def _phrase_in(phrase: tuple[str, ...], words: list[str]) -> bool:
     return any(tuple(words[j:j + k]) == phrase for j in range(len(words) - k + 1))
 
 
-def _item_hits(items: _Items, i: int, words_list: list[str], s_bi: set, df: Counter, own: bool) -> dict[str, bool]:
-    """Whether a sentence (its content words ``words_list`` and bigrams ``s_bi``) matches item ``i`` by each matcher;
-    ``df``: word counts over the user's training titles, ``own``: whether ``i`` is one of them."""
-    s_words = set(words_list)
+def _item_hits(items: _Items, i: int, words_list: list[str], s_words: set, s_bi: set, df: Counter,
+               own: bool) -> dict[str, bool]:
+    """Whether a sentence (its content words ``words_list``, as a set ``s_words``, and bigrams ``s_bi``) matches
+    item ``i`` by each matcher; ``df``: word counts over the user's training titles, ``own``: whether ``i`` is one
+    of them."""
     hit = {"bigram": bool(items.bigrams[i] & s_bi),
            "novel_word": any(w in s_words and df[w] - own == 0 for w in items.words[i]),
            "brand": _phrase_in(items.brand[i], words_list)}
@@ -287,7 +288,7 @@ def held_out_matches(ds: Dataset, sentences: dict[int, str], users, split: str =
         words_list = [w for w in content_words(sentences.get(int(u), "")) if w not in TEMPLATE_WORDS]
         df = Counter(w for i in train for w in items.words[i])
         target = int(seq[pos])
-        hit = _item_hits(items, target, words_list, _bigrams(words_list), df, target in train)
+        hit = _item_hits(items, target, words_list, set(words_list), _bigrams(words_list), df, target in train)
         hit["any"] = any(hit.values())
         for m, v in hit.items():
             out.setdefault(m, []).append(bool(v))
@@ -299,10 +300,9 @@ MATCH_GROUPS = (("sentence matches the test item", "any", True), ("no match", "a
                 ("sentence has a test-title word no training title has", "novel_word", True))
 
 
-def match_groups(ds: Dataset, sentences: dict[int, str], users, split: str = "test") -> dict[str, np.ndarray]:
-    """``{group: (len(users),) bool}`` of :data:`MATCH_GROUPS`."""
-    m = held_out_matches(ds, sentences, users, split)
-    return {name: (m[matcher] if matched else ~m[matcher]) for name, matcher, matched in MATCH_GROUPS}
+def match_groups(matches: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``{group: bool per user}`` of :data:`MATCH_GROUPS`, from :func:`held_out_matches`' result."""
+    return {name: (matches[m] if matched else ~matches[m]) for name, m, matched in MATCH_GROUPS}
 
 
 def ranker_gains(run_dir: Path, ds: Dataset, sentences: dict[int, str], seed: int = 0, n_boot: int = 1000,
@@ -316,7 +316,7 @@ def ranker_gains(run_dir: Path, ds: Dataset, sentences: dict[int, str], seed: in
     if reference not in ranks.columns:
         return None
     users = ranks["user_idx"].to_numpy(np.int64)
-    groups = match_groups(ds, sentences, users)
+    groups = match_groups(held_out_matches(ds, sentences, users))
     ndcg = {c: per_user_metrics(ranks[c].to_numpy(np.int64), (10,))["NDCG@10"]
             for c in ranks.columns if c not in ("user_idx", "target")}
     rng = np.random.default_rng(seed)
@@ -345,7 +345,7 @@ def sentence_matches(ds: Dataset, sentences: dict[int, str], seed: int = 0, null
         seq = ds.sequences[u]
         train = [int(i) for i in seq[:-2]]
         words_list = [w for w in content_words(sentences[u]) if w not in TEMPLATE_WORDS]
-        s_bi = _bigrams(words_list)
+        s_words, s_bi = set(words_list), _bigrams(words_list)
         df = Counter(w for i in train for w in items.words[i])
         seen = set(int(i) for i in seq)
         k = min(null_samples, len(train))
@@ -361,7 +361,7 @@ def sentence_matches(ds: Dataset, sentences: dict[int, str], seed: int = 0, null
                 continue
             hit = dict.fromkeys(matchers, 0)
             for i in its:
-                for m, v in _item_hits(items, i, words_list, s_bi, df, i in train).items():
+                for m, v in _item_hits(items, i, words_list, s_words, s_bi, df, i in train).items():
                     hit[m] += v
             for m in matchers:
                 vals[m][t][r] = hit[m] / len(its)
