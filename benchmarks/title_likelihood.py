@@ -20,6 +20,10 @@ users. No preference sentence is read, so the shipped GPT-3.5 sentences play no 
 stage on a line before the history; its report splits the gains by whether the sentence matches the test item.
 
     .venv/bin/python benchmarks/title_likelihood.py score beauty=runs/beauty --split valid test   # resumable
+    # a tuned LM: next titles (train_title_lm), or ranking against the retriever's top 20 (train_title_listwise)
+    .venv/bin/python benchmarks/title_likelihood.py train beauty=runs/beauty --tag listwise-45min \
+        --objective listwise --temperature 20 --signal pmi --steps 2000 --batch-size 4 --max-minutes 45
+    .venv/bin/python benchmarks/title_likelihood.py score beauty=runs/beauty --tag listwise-45min
     .venv/bin/python benchmarks/title_likelihood.py report beauty=runs/beauty games=runs/games
 
 ``score`` writes ``<run>/bench-title-likelihood/<split>/chunk-*.npz`` (one per ``--chunk`` users, atomically), so a
@@ -91,19 +95,34 @@ def tag_dir(run: Path, tag: str) -> Path:
 
 
 def train(run: Path, tag: str, steps: int, batch_size: int, lr: float, history: int, max_title_tokens: int,
-          lora_layers: int, targets: list[str], max_minutes: float = 0.0) -> None:
-    """LoRA-tune the LM on next titles of the training sequences (``ulmrec.ranker.likelihood.train_title_lm``)
-    and save the adapter into ``tag_dir/adapter`` with its loss log."""
+          lora_layers: int, targets: list[str], max_minutes: float = 0.0, objective: str = "next-title",
+          temperature: float = 1.0, signal: str = "pmi") -> None:
+    """LoRA-tune the LM and save the adapter into ``tag_dir/adapter`` with its loss log. ``objective``:
+    ``next-title`` (``train_title_lm``: the next title against the whole vocabulary) or ``listwise``
+    (``train_title_listwise``: a softmax over the run retriever's top 20 for each training prefix)."""
     from ulmrec.data.dataset import Dataset
     from ulmrec.io import write_json
-    from ulmrec.ranker.likelihood import train_title_lm
+    from ulmrec.ranker.likelihood import listwise_samples, train_title_listwise, train_title_lm
     from ulmrec.ranker.model import build_ranker, save_adapter
 
     ds = Dataset.load(run / "data")
     model, tok = build_ranker(ranker_config(lora_layers, targets), [], "cpu")
+    extra = {}
     t0 = time.perf_counter()
-    log = train_title_lm(model, tok, ds, steps=steps, batch_size=batch_size, lr=lr, history=history,
-                         max_title_tokens=max_title_tokens, max_seconds=60 * max_minutes)
+    if objective == "listwise":
+        from ulmrec.config import load_config
+        from ulmrec.retrieval.models import load_retriever
+
+        max_len = load_config([str(run / "config.yaml")]).retrieval.max_len
+        samples, info = listwise_samples(ds, load_retriever(run / "retrieval"), steps * batch_size, max_len=max_len)
+        extra = {"objective": "listwise", "temperature": temperature, "signal": signal, "candidates": len(samples[0][1]),
+                 "samples_retriever": info, "sampling_seconds": round(time.perf_counter() - t0, 1)}
+        log = train_title_listwise(model, tok, ds, samples, batch_size=batch_size, lr=lr, history=history,
+                                   max_title_tokens=max_title_tokens, temperature=temperature, signal=signal,
+                                   max_seconds=60 * max_minutes)
+    else:
+        log = train_title_lm(model, tok, ds, steps=steps, batch_size=batch_size, lr=lr, history=history,
+                             max_title_tokens=max_title_tokens, max_seconds=60 * max_minutes)
     steps = len(log)  # fewer than asked when the time budget ran out
     seconds = time.perf_counter() - t0
     out = tag_dir(run, tag)
@@ -111,7 +130,8 @@ def train(run: Path, tag: str, steps: int, batch_size: int, lr: float, history: 
     write_json(out / "train.json", {"steps": steps, "batch_size": batch_size, "lr": lr, "history": history,
                                     "max_title_tokens": max_title_tokens, "lora_layers": lora_layers,
                                     "lora_targets": targets, "seconds": round(seconds, 1),
-                                    "seconds_per_sample": round(seconds / (steps * batch_size), 4), "log": log})
+                                    "seconds_per_sample": round(seconds / (steps * batch_size), 4), **extra,
+                                    "log": log})
     print(f"{run.name} {tag}: {steps} steps in {seconds:.0f} s, loss {log[0]['loss']:.3f} -> "
           f"{np.mean([e['loss'] for e in log[-20:]]):.3f}", file=sys.stderr)
 
@@ -369,8 +389,10 @@ def markdown(result: dict) -> str:
              f"Each candidate scored by `ulmrec.ranker.likelihood`: the log-probability of its title (first "
              f"{a['max_title_tokens']} tokens) as the next line after the user's last {a['history']} history titles "
              "(`cond`), minus the same title's log-probability with no history (`pmi`). `zero-shot` is the untuned "
-             "LM; a tuned LM is the same LM with a LoRA adapter trained on next titles of the users' training "
-             "sequences (`train`; no validation or test item). Fused rows: retriever log-softmax + w x MiniLM "
+             "LM; a tuned LM is the same LM with a LoRA adapter trained on the users' training sequences "
+             "(`train`; no validation or test item): on next titles against the whole vocabulary, or, for a "
+             "`listwise` tag, on ranking the true next title above the retriever's other top candidates for the "
+             "same training prefix (how: the Tuning lines). Fused rows: retriever log-softmax + w x MiniLM "
              "cosine + v x LM score; every signal and weight is chosen on validation users only. "
              + ("Rows tagged `+preference` read the same LM with each user's preference sentence on a line before "
                 "the history (which sentences: below each table); no other row reads one. No row reads a user "
@@ -429,10 +451,17 @@ def markdown(result: dict) -> str:
             lines.append(f"`{tag}` reads each user's preference sentence ({info.get('file')}, "
                          f"{info.get('provenance')}) on a line before the history.")
         for tag, info in r.get("training", {}).items():
-            lines.append(f"Tuning `{tag}`: {info['steps']} steps x {info['batch_size']} next-title pairs, lr "
+            what, unit = "next-title pairs", "pair"
+            if info.get("objective") == "listwise":
+                got = info.get("samples_retriever", {})
+                what, unit = (f"training prefixes, each a softmax over the retriever's top {info['candidates']} of "
+                              f"`{info['signal']}` / {info['temperature']:g} (the true next item in the last slot "
+                              f"where the retriever missed it: it listed {got.get('retrieved', float('nan')):.0%} of "
+                              "them)"), "prefix"
+            lines.append(f"Tuning `{tag}`: {info['steps']} steps x {info['batch_size']} {what}, lr "
                          f"{info['lr']:g}, LoRA r 8 on {', '.join(info['lora_targets'])} of the top "
                          f"{info['lora_layers']} layers, {info['seconds']:.0f} s of one core "
-                         f"({info['seconds_per_sample']:.3f} s per pair).")
+                         f"({info['seconds_per_sample']:.3f} s per {unit}).")
         lines.append("")
     lines.append(f"Load average before/after the report: {result['load_before'][0]:.2f} / {result['load_after'][0]:.2f} "
                  "(scoring runs: see the notes).")
@@ -457,6 +486,10 @@ def main() -> int:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--max-minutes", type=float, default=0.0, help="train: stop after this many minutes (0 = no cap)")
+    ap.add_argument("--objective", choices=("next-title", "listwise"), default="next-title",
+                    help="train: the next title against the vocabulary, or against the retriever's top 20")
+    ap.add_argument("--temperature", type=float, default=1.0, help="train --objective listwise: softmax temperature")
+    ap.add_argument("--signal", choices=SIGNALS, default="pmi", help="train --objective listwise: the score ranked")
     ap.add_argument("--lora-layers", type=int, default=8, help="train: LoRA in the top N layers (0 = all)")
     ap.add_argument("--lora-targets", nargs="+", default=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
                                                           "up_proj", "down_proj"])
@@ -474,7 +507,8 @@ def main() -> int:
                 if args.tag == "zero-shot":
                     raise SystemExit("train: name the tuned model with --tag (not zero-shot)")
                 train(run, args.tag, args.steps, args.batch_size, args.lr, args.history, args.max_title_tokens,
-                      args.lora_layers, args.lora_targets, args.max_minutes)
+                      args.lora_layers, args.lora_targets, args.max_minutes, args.objective,
+                      args.temperature, args.signal)
             else:
                 score(run, args.split, n_users, args.history, args.max_title_tokens, args.chunk, args.tag)
         return 0

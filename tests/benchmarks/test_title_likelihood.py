@@ -54,7 +54,12 @@ def test_report_pairs_every_row_and_chooses_on_validation(tmp_path, monkeypatch)
     (mod.tag_dir(run, "tuned") / "train.json").write_text(
         '{"steps": 1, "batch_size": 2, "lr": 0.001, "lora_layers": 8, "lora_targets": ["q_proj"], "seconds": 1.0, '
         '"seconds_per_sample": 0.5, "log": []}')
-    r = mod.measure(run, n_users, history=3, tags=["zero-shot", "tuned"])
+    _fake_scores(mod, run, "listwise", informative=False, n_users=n_users)
+    (mod.tag_dir(run, "listwise") / "train.json").write_text(
+        '{"steps": 3, "batch_size": 4, "lr": 0.001, "lora_layers": 8, "lora_targets": ["q_proj"], "seconds": 6.0, '
+        '"seconds_per_sample": 0.5, "objective": "listwise", "temperature": 20, "signal": "pmi", "candidates": 20, '
+        '"samples_retriever": {"retrieved": 0.4, "target_first": 0.1}, "log": []}')
+    r = mod.measure(run, n_users, history=3, tags=["zero-shot", "tuned", "listwise"])
     t = r["test"]
     alone, fused, both = mod.names("tuned")
     # the informative LM alone and fused ranks every target first; its weight came from validation users
@@ -69,6 +74,9 @@ def test_report_pairs_every_row_and_chooses_on_validation(tmp_path, monkeypatch)
     md = mod.markdown({"args": {"max_title_tokens": 12, "history": 3}, "datasets": {"tiny": r},
                        "load_before": (0.0,), "load_after": (0.0,)})
     assert "LM title likelihood alone (tuned)" in md and "validation users" in md
+    assert "Tuning `tuned`: 1 steps x 2 next-title pairs" in md
+    assert ("Tuning `listwise`: 3 steps x 4 training prefixes, each a softmax over the retriever's top 20 of `pmi` / 20"
+            in md) and "it listed 40% of them" in md and "(0.500 s per prefix)" in md
     with pytest.raises(SystemExit, match="run `score --tag other` first"):
         mod.load_scores(run, "valid", np.array([0, 2]), "other")
 

@@ -70,10 +70,17 @@ def continuation_logprobs(model, prefix: Sequence[int], continuations: Sequence[
     model never lets a real token see the padding after it, so no mask is needed). The LM head runs in float32
     on the positions that predict a continuation token only (``weight``: :func:`head_weight`, computed here when
     not given)."""
+    weight = head_weight(model) if weight is None else weight
+    return continuation_sums(model, prefix, continuations, device, weight).cpu().double().numpy()
+
+
+def continuation_sums(model, prefix: Sequence[int], continuations: Sequence[Sequence[int]], device: str,
+                      weight: torch.Tensor) -> torch.Tensor:
+    """:func:`continuation_logprobs` as a float32 tensor that keeps the autograd graph (for training: the
+    gradient flows through the continuations and, by the shared key/value cache, the prefix)."""
     from transformers import DynamicCache
 
     decoder, _ = lm_parts(model)
-    weight = head_weight(model) if weight is None else weight
     b = len(continuations)
     width = max(len(c) for c in continuations)
     ids = torch.zeros((b, width), dtype=torch.long)
@@ -96,8 +103,8 @@ def continuation_logprobs(model, prefix: Sequence[int], continuations: Sequence[
     else:
         hidden = first
     logp = torch.log_softmax(hidden.float() @ weight.T, dim=-1)  # (b, width, V)
-    tok = logp.gather(-1, ids.to(device)[..., None])[..., 0].cpu()
-    return tok.masked_fill(~valid, 0.0).sum(1).double().numpy()
+    tok = logp.gather(-1, ids.to(device)[..., None])[..., 0]
+    return tok.masked_fill(~valid.to(device), 0.0).sum(1)
 
 
 class TitleLikelihood:
@@ -166,20 +173,118 @@ class TitleLikelihood:
 
 
 # ----------------------------------------------------------------------------------------- tuning
-def next_title_pairs(ds: Dataset, n: int, history: int, seed: int = 0) -> list[tuple[list[int], int]]:
-    """``n`` (history items, next item) pairs drawn from the users' TRAINING sequences only (the items before
-    each user's validation item): a user uniformly, then a position ``t >= 1`` of their training sequence
-    uniformly; the history is the ``history`` items before it. Neither validation nor test items ever enter."""
+def training_positions(ds: Dataset, n: int, seed: int = 0) -> list[tuple[int, int]]:
+    """``n`` (user, position ``t >= 1``) of the users' TRAINING sequences (the items before each user's
+    validation item): a user with two training items uniformly, then ``t`` uniformly."""
     rng = np.random.default_rng([seed, 13])
     seqs = [ds.history(u, "valid") for u in range(ds.num_users)]
     users = np.array([u for u, s in enumerate(seqs) if len(s) >= 2])
     if not len(users):
         raise ValueError("no user has two training items")
+    return [(int(u), int(rng.integers(1, len(seqs[int(u)])))) for u in rng.choice(users, size=n)]
+
+
+def next_title_pairs(ds: Dataset, n: int, history: int, seed: int = 0) -> list[tuple[list[int], int]]:
+    """``n`` (history items, next item) pairs drawn from the users' TRAINING sequences only
+    (:func:`training_positions`); the history is the ``history`` items before the position. Neither validation
+    nor test items ever enter."""
     out = []
-    for u in rng.choice(users, size=n):
-        s = seqs[int(u)]
-        t = int(rng.integers(1, len(s)))
+    for u, t in training_positions(ds, n, seed):
+        s = ds.history(u, "valid")
         out.append(([int(i) for i in s[max(0, t - history):t]], int(s[t])))
+    return out
+
+
+def listwise_samples(ds: Dataset, retriever, n: int, k: int = 20, seed: int = 0, max_len: int = 50,
+                     device: str = "cpu") -> tuple[list[tuple[list[int], list[int], int]], dict]:
+    """(samples, info): ``n`` (training prefix, candidates, target's position) at :func:`training_positions`: the candidates
+    are ``retriever``'s top ``k`` for the prefix (a trained ``SequentialRecommender``, the same kind that makes
+    the test candidates), with the true next item put in place of the last one when the retriever missed it.
+    Training sequences only: no validation or test item is a prefix item, candidate slot or target by design
+    (a retriever trained on the same sequences may still list them as candidates, as it does at test time).
+    ``info``: the fraction of samples whose target the retriever listed (``retrieved``) and listed first
+    (``target_first``); a retriever on its own training sequences is better there than at test time."""
+    from ulmrec.retrieval.candidates import rank_next_items
+
+    pos = training_positions(ds, n, seed)
+    hist = [np.asarray(ds.history(u, "valid")[:t], dtype=np.int64) for u, t in pos]
+    targets = np.array([int(ds.history(u, "valid")[t]) for u, t in pos], dtype=np.int64)
+    res = rank_next_items(retriever, hist, targets, max_len, k=k, device=device)
+    out = []
+    for h, c, tgt, r in zip(hist, res["candidates"], targets, res["target_rank"], strict=True):
+        c = [int(i) for i in c]
+        if r < 0:
+            c[-1], r = int(tgt), len(c) - 1
+        out.append(([int(i) for i in h], c, int(r)))
+    info = {"retrieved": float((res["target_rank"] >= 0).mean()), "target_first": float((res["target_rank"] == 0).mean())}
+    return out, info
+
+
+def train_title_listwise(model, tokenizer, ds: Dataset, samples: Sequence[tuple[Sequence[int], Sequence[int], int]],
+                         batch_size: int = 4, lr: float = 1e-3, history: int = 10, max_title_tokens: int = 12,
+                         warmup: int = 20, seed: int = 0, temperature: float = 1.0, signal: str = "pmi",
+                         device: str = "cpu",
+                         intro: str = INTRO, progress: bool = True, log: Callable[[dict], None] | None = None,
+                         max_seconds: float = 0.0) -> list[dict]:
+    """Tune ``model`` (LoRA-wrapped; only its trainable parameters move) to rank: for each sample of
+    :func:`listwise_samples`, the loss is the cross-entropy of a softmax over its candidates of ``signal / T``
+    (:class:`TitleLikelihood`'s scores: the last ``history`` prefix items, each title's first
+    ``max_title_tokens`` tokens), towards the true next item. With ``pmi`` the no-history term comes from the
+    model as it is at that step, without gradient: it only takes each title's length and commonness out of the
+    comparison (summed log-probabilities of titles of different lengths differ by tens of nats), so the gradient
+    goes to what the history makes more or less likely. Unlike :func:`train_title_lm`,
+    which teaches the next title against the whole vocabulary, this teaches it against the retriever's own
+    hardest alternatives, the only ones it will ever be compared with. ``batch_size`` samples per optimizer
+    step (one backward pass each); AdamW, linear warm-up then constant; ``max_seconds`` > 0 stops after the
+    step that passes that much wall-clock time. Returns the log (one entry per step: loss, the fraction of
+    samples whose true item scored highest, lr)."""
+    import time
+
+    if temperature <= 0:
+        raise ValueError("temperature must be > 0")
+    if signal not in SIGNALS:
+        raise ValueError(f"signal must be one of {', '.join(SIGNALS)}, got {signal!r}")
+    start = time.perf_counter()
+    torch.manual_seed(seed)
+    scorer = TitleLikelihood(model, tokenizer, ds, history=history, max_title_tokens=max_title_tokens,
+                             device=device, intro=intro)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("the model has no trainable parameters (wrap it with LoRA first)")
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, warmup)))
+    model.train()
+    out = []
+    steps = len(samples) // batch_size
+    bar = tqdm(range(steps), desc="tuning on candidate lists", disable=not progress, leave=False)
+    for step in bar:
+        batch = samples[step * batch_size:(step + 1) * batch_size]
+        total, top = 0.0, 0
+        for hist, cands, target in batch:
+            prefix = scorer._encode(history_prompt([scorer._cut(int(i)) for i in list(hist)[-history:]], intro))
+            titles = scorer._tokens(cands)
+            s = continuation_sums(model, prefix, titles, device, scorer._weight)
+            if signal == "pmi":
+                with torch.no_grad():
+                    alone = continuation_sums(model, scorer._empty_prefix, titles, device, scorer._weight)
+                s = s - alone
+            s = s / temperature
+            loss = torch.nn.functional.cross_entropy(s[None], torch.as_tensor([int(target)], device=device))
+            (loss / len(batch)).backward()
+            total += float(loss.detach()) / len(batch)
+            top += int(int(s.detach().argmax()) == int(target))
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        entry = {"step": step + 1, "loss": total, "top1": top / len(batch), "lr": sched.get_last_lr()[0]}
+        out.append(entry)
+        bar.set_postfix(loss=f"{total:.3f}")
+        if log is not None:
+            log(entry)
+        if max_seconds and time.perf_counter() - start > max_seconds:
+            break
+    model.eval()
     return out
 
 
