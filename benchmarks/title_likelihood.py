@@ -96,7 +96,7 @@ def tag_dir(run: Path, tag: str) -> Path:
 
 def train(run: Path, tag: str, steps: int, batch_size: int, lr: float, history: int, max_title_tokens: int,
           lora_layers: int, targets: list[str], max_minutes: float = 0.0, objective: str = "next-title",
-          temperature: float = 1.0, signal: str = "pmi") -> None:
+          temperature: float = 1.0, signal: str = "pmi", missing: str = "skip") -> None:
     """LoRA-tune the LM and save the adapter into ``tag_dir/adapter`` with its loss log. ``objective``:
     ``next-title`` (``train_title_lm``: the next title against the whole vocabulary) or ``listwise``
     (``train_title_listwise``: a softmax over the run retriever's top 20 for each training prefix)."""
@@ -114,7 +114,8 @@ def train(run: Path, tag: str, steps: int, batch_size: int, lr: float, history: 
         from ulmrec.retrieval.models import load_retriever
 
         max_len = load_config([str(run / "config.yaml")]).retrieval.max_len
-        samples, info = listwise_samples(ds, load_retriever(run / "retrieval"), steps * batch_size, max_len=max_len)
+        samples, info = listwise_samples(ds, load_retriever(run / "retrieval"), steps * batch_size, max_len=max_len,
+                                         missing=missing)
         extra = {"objective": "listwise", "temperature": temperature, "signal": signal, "candidates": len(samples[0][1]),
                  "samples_retriever": info, "sampling_seconds": round(time.perf_counter() - t0, 1)}
         log = train_title_listwise(model, tok, ds, samples, batch_size=batch_size, lr=lr, history=history,
@@ -454,10 +455,11 @@ def markdown(result: dict) -> str:
             what, unit = "next-title pairs", "pair"
             if info.get("objective") == "listwise":
                 got = info.get("samples_retriever", {})
+                how = ("only prefixes whose true next item the retriever listed" if got.get("missing") == "skip"
+                       else "the true next item in the last slot where the retriever missed it")  # (the first runs)
                 what, unit = (f"training prefixes, each a softmax over the retriever's top {info['candidates']} of "
-                              f"`{info['signal']}` / {info['temperature']:g} (the true next item in the last slot "
-                              f"where the retriever missed it: it listed {got.get('retrieved', float('nan')):.0%} of "
-                              "them)"), "prefix"
+                              f"`{info['signal']}` / {info['temperature']:g} ({how}: it listed "
+                              f"{got.get('retrieved', float('nan')):.0%} of the prefixes drawn)"), "prefix"
             lines.append(f"Tuning `{tag}`: {info['steps']} steps x {info['batch_size']} {what}, lr "
                          f"{info['lr']:g}, LoRA r 8 on {', '.join(info['lora_targets'])} of the top "
                          f"{info['lora_layers']} layers, {info['seconds']:.0f} s of one core "
@@ -490,6 +492,8 @@ def main() -> int:
                     help="train: the next title against the vocabulary, or against the retriever's top 20")
     ap.add_argument("--temperature", type=float, default=1.0, help="train --objective listwise: softmax temperature")
     ap.add_argument("--signal", choices=SIGNALS, default="pmi", help="train --objective listwise: the score ranked")
+    ap.add_argument("--missing", choices=("skip", "replace"), default="skip",
+                    help="train --objective listwise: prefixes whose target the retriever missed")
     ap.add_argument("--lora-layers", type=int, default=8, help="train: LoRA in the top N layers (0 = all)")
     ap.add_argument("--lora-targets", nargs="+", default=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
                                                           "up_proj", "down_proj"])
@@ -508,7 +512,7 @@ def main() -> int:
                     raise SystemExit("train: name the tuned model with --tag (not zero-shot)")
                 train(run, args.tag, args.steps, args.batch_size, args.lr, args.history, args.max_title_tokens,
                       args.lora_layers, args.lora_targets, args.max_minutes, args.objective,
-                      args.temperature, args.signal)
+                      args.temperature, args.signal, args.missing)
             else:
                 score(run, args.split, n_users, args.history, args.max_title_tokens, args.chunk, args.tag)
         return 0

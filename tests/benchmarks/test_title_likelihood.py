@@ -76,7 +76,7 @@ def test_report_pairs_every_row_and_chooses_on_validation(tmp_path, monkeypatch)
     assert "LM title likelihood alone (tuned)" in md and "validation users" in md
     assert "Tuning `tuned`: 1 steps x 2 next-title pairs" in md
     assert ("Tuning `listwise`: 3 steps x 4 training prefixes, each a softmax over the retriever's top 20 of `pmi` / 20"
-            in md) and "it listed 40% of them" in md and "(0.500 s per prefix)" in md
+            in md) and "the true next item in the last slot where the retriever missed it: it listed 40% of the prefixes drawn" in md and "(0.500 s per prefix)" in md
     with pytest.raises(SystemExit, match="run `score --tag other` first"):
         mod.load_scores(run, "valid", np.array([0, 2]), "other")
 

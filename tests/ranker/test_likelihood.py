@@ -170,8 +170,9 @@ def test_continuation_sums_keep_the_graph_and_equal_the_no_grad_scores(lm):
 
 
 def test_listwise_samples_are_training_prefixes_with_the_retrievers_top_k(tmp_path):
-    """Every prefix is the start of a user's training sequence, the candidates are the retriever's top k for it
-    (the history masked), and the true next item is among them: listed by the retriever, or put in the last slot."""
+    """Every prefix is the start of a user's training sequence and the candidates are the retriever's top k for
+    it (the history masked). 'skip' keeps only prefixes whose true next item the retriever listed, where it
+    listed it; 'replace' keeps every draw and puts a missed item in the last slot."""
     from ulmrec.ranker.likelihood import listwise_samples
     from ulmrec.retrieval.candidates import rank_next_items
     from ulmrec.retrieval.config import RetrievalConfig
@@ -180,19 +181,25 @@ def test_listwise_samples_are_training_prefixes_with_the_retrievers_top_k(tmp_pa
     ds = Dataset.load(make_run_dir(tmp_path) / "data")
     torch.manual_seed(0)
     retriever = build_model(RetrievalConfig(max_len=8), ds.num_items).eval()
-    samples, info = listwise_samples(ds, retriever, 40, k=6, seed=3, max_len=8)
-    again, _ = listwise_samples(ds, retriever, 40, k=6, seed=3, max_len=8)
-    assert samples == again and len(samples) == 40 and 0 <= info["target_first"] <= info["retrieved"] <= 1
     trains = [list(ds.history(u, "valid")) for u in range(ds.num_users)]
-    missed = 0
-    for hist, cands, t in samples:
-        assert len(cands) == 6 and len(set(cands)) == 6 and 0 <= t < 6
-        owner = [s for s in trains if s[:len(hist)] == hist and len(s) > len(hist)]
-        assert owner and owner[0][len(hist)] == cands[t]  # the target is the next TRAINING item
-        top = rank_next_items(retriever, [np.array(hist)], np.array([cands[t]]), 8, k=6)["candidates"][0]
-        assert cands[:5] == [int(i) for i in top[:5]] and not set(cands[:5]) & set(hist)
-        missed += cands[t] not in [int(i) for i in top]
-    assert missed == round((1 - info["retrieved"]) * 40)
+    for missing in ("skip", "replace"):
+        samples, info = listwise_samples(ds, retriever, 40, k=6, seed=3, max_len=8, missing=missing)
+        again, _ = listwise_samples(ds, retriever, 40, k=6, seed=3, max_len=8, missing=missing)
+        assert samples == again and len(samples) == 40 and 0 <= info["target_first"] <= info["retrieved"] < 1
+        replaced = 0
+        for hist, cands, t in samples:
+            assert len(cands) == 6 and len(set(cands)) == 6 and 0 <= t < 6
+            owner = [s for s in trains if s[:len(hist)] == hist and len(s) > len(hist)]
+            assert owner and owner[0][len(hist)] == cands[t]  # the target is the next TRAINING item
+            top = [int(i) for i in rank_next_items(retriever, [np.array(hist)], np.array([cands[t]]), 8, k=6)["candidates"][0]]
+            assert cands[:5] == top[:5] and not set(cands[:5]) & set(hist)
+            replaced += cands[t] not in top
+        if missing == "skip":
+            assert replaced == 0
+        else:
+            assert replaced == round((1 - info["retrieved"]) * 40) > 0
+    with pytest.raises(ValueError, match="missing"):
+        listwise_samples(ds, retriever, 4, missing="drop")
 
 
 def test_listwise_tuning_learns_to_rank_the_true_item_and_moves_only_lora(tiny_llama, tmp_path):

@@ -196,28 +196,40 @@ def next_title_pairs(ds: Dataset, n: int, history: int, seed: int = 0) -> list[t
 
 
 def listwise_samples(ds: Dataset, retriever, n: int, k: int = 20, seed: int = 0, max_len: int = 50,
-                     device: str = "cpu") -> tuple[list[tuple[list[int], list[int], int]], dict]:
-    """(samples, info): ``n`` (training prefix, candidates, target's position) at :func:`training_positions`: the candidates
-    are ``retriever``'s top ``k`` for the prefix (a trained ``SequentialRecommender``, the same kind that makes
-    the test candidates), with the true next item put in place of the last one when the retriever missed it.
-    Training sequences only: no validation or test item is a prefix item, candidate slot or target by design
-    (a retriever trained on the same sequences may still list them as candidates, as it does at test time).
-    ``info``: the fraction of samples whose target the retriever listed (``retrieved``) and listed first
-    (``target_first``); a retriever on its own training sequences is better there than at test time."""
+                     device: str = "cpu", missing: str = "skip") -> tuple[list[tuple[list[int], list[int], int]], dict]:
+    """(samples, info): ``n`` (training prefix, candidates, target's position) at :func:`training_positions`:
+    the candidates are ``retriever``'s top ``k`` for the prefix (a trained ``SequentialRecommender``, the same
+    kind that makes the test candidates). ``missing``: what to do with a prefix whose true next item the
+    retriever did not list: ``skip`` it (positions are drawn until ``n`` are kept, or the draws run out at
+    ``20 n``), so every list looks like a Rank user's list at test time, or ``replace`` the last candidate with
+    it (then the true item is, in those lists, the one the retriever did not pick). Training sequences only: no
+    validation or test item is a prefix item, candidate slot or target by design (a retriever trained on the
+    same sequences may still list them as candidates, as it does at test time). ``info``: of all prefixes
+    drawn, the fraction whose target the retriever listed (``retrieved``) and listed first (``target_first``);
+    a retriever on its own training sequences is better there than at test time."""
     from ulmrec.retrieval.candidates import rank_next_items
 
-    pos = training_positions(ds, n, seed)
-    hist = [np.asarray(ds.history(u, "valid")[:t], dtype=np.int64) for u, t in pos]
-    targets = np.array([int(ds.history(u, "valid")[t]) for u, t in pos], dtype=np.int64)
-    res = rank_next_items(retriever, hist, targets, max_len, k=k, device=device)
-    out = []
-    for h, c, tgt, r in zip(hist, res["candidates"], targets, res["target_rank"], strict=True):
-        c = [int(i) for i in c]
-        if r < 0:
-            c[-1], r = int(tgt), len(c) - 1
-        out.append(([int(i) for i in h], c, int(r)))
-    info = {"retrieved": float((res["target_rank"] >= 0).mean()), "target_first": float((res["target_rank"] == 0).mean())}
-    return out, info
+    if missing not in ("skip", "replace"):
+        raise ValueError(f"missing must be 'skip' or 'replace', got {missing!r}")
+    out, ranks, draw = [], [], 0
+    while len(out) < n and draw < 20:
+        pos = training_positions(ds, n, seed + 1000 * draw)
+        draw += 1
+        hist = [np.asarray(ds.history(u, "valid")[:t], dtype=np.int64) for u, t in pos]
+        targets = np.array([int(ds.history(u, "valid")[t]) for u, t in pos], dtype=np.int64)
+        res = rank_next_items(retriever, hist, targets, max_len, k=k, device=device)
+        ranks.append(res["target_rank"])
+        for h, c, tgt, r in zip(hist, res["candidates"], targets, res["target_rank"], strict=True):
+            if len(out) == n:
+                break
+            c = [int(i) for i in c]
+            if r < 0:
+                if missing == "skip":
+                    continue
+                c[-1], r = int(tgt), len(c) - 1
+            out.append(([int(i) for i in h], c, int(r)))
+    r = np.concatenate(ranks)
+    return out, {"retrieved": float((r >= 0).mean()), "target_first": float((r == 0).mean()), "missing": missing}
 
 
 def train_title_listwise(model, tokenizer, ds: Dataset, samples: Sequence[tuple[Sequence[int], Sequence[int], int]],
