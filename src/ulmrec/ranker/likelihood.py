@@ -232,6 +232,29 @@ def listwise_samples(ds: Dataset, retriever, n: int, k: int = 20, seed: int = 0,
     return out, {"retrieved": float((r >= 0).mean()), "target_first": float((r == 0).mean()), "missing": missing}
 
 
+def _optimizer(model, lr: float, warmup: int):
+    """(trainable parameters, AdamW, linear warm-up then constant) of a LoRA-wrapped model."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("the model has no trainable parameters (wrap it with LoRA first)")
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    return params, opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, warmup)))
+
+
+def _update(params, opt, sched, entry: dict, out: list[dict], bar, log, stop: bool) -> bool:
+    """One optimizer step after the step's backward passes; logs ``entry`` (+ lr). True: the time is up."""
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+    sched.step()
+    opt.zero_grad(set_to_none=True)
+    entry["lr"] = sched.get_last_lr()[0]
+    out.append(entry)
+    bar.set_postfix(loss=f"{entry['loss']:.3f}")
+    if log is not None:
+        log(entry)
+    return stop
+
+
 def train_title_listwise(model, tokenizer, ds: Dataset, samples: Sequence[tuple[Sequence[int], Sequence[int], int]],
                          batch_size: int = 4, lr: float = 1e-3, history: int = 10, max_title_tokens: int = 12,
                          warmup: int = 20, seed: int = 0, temperature: float = 1.0, signal: str = "pmi",
@@ -260,11 +283,7 @@ def train_title_listwise(model, tokenizer, ds: Dataset, samples: Sequence[tuple[
     torch.manual_seed(seed)
     scorer = TitleLikelihood(model, tokenizer, ds, history=history, max_title_tokens=max_title_tokens,
                              device=device, intro=intro)
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        raise ValueError("the model has no trainable parameters (wrap it with LoRA first)")
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, warmup)))
+    params, opt, sched = _optimizer(model, lr, warmup)
     model.train()
     out = []
     steps = len(samples) // batch_size
@@ -285,16 +304,8 @@ def train_title_listwise(model, tokenizer, ds: Dataset, samples: Sequence[tuple[
             (loss / len(batch)).backward()
             total += float(loss.detach()) / len(batch)
             top += int(int(s.detach().argmax()) == int(target))
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
-        entry = {"step": step + 1, "loss": total, "top1": top / len(batch), "lr": sched.get_last_lr()[0]}
-        out.append(entry)
-        bar.set_postfix(loss=f"{total:.3f}")
-        if log is not None:
-            log(entry)
-        if max_seconds and time.perf_counter() - start > max_seconds:
+        if _update(params, opt, sched, {"step": step + 1, "loss": total, "top1": top / len(batch)}, out, bar, log,
+                   bool(max_seconds) and time.perf_counter() - start > max_seconds):
             break
     model.eval()
     return out
@@ -318,11 +329,7 @@ def train_title_lm(model, tokenizer, ds: Dataset, steps: int, batch_size: int = 
                              device=device, intro=intro)
     decoder, _ = lm_parts(model)
     weight = scorer._weight
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        raise ValueError("the model has no trainable parameters (wrap it with LoRA first)")
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, warmup)))
+    params, opt, sched = _optimizer(model, lr, warmup)
     pairs = next_title_pairs(ds, steps * batch_size, history, seed)
     model.train()
     out = []
@@ -346,16 +353,8 @@ def train_title_lm(model, tokenizer, ds: Dataset, steps: int, batch_size: int = 
         logits = hidden[torch.as_tensor(rows), torch.as_tensor(cols)].float() @ weight.T
         loss = torch.nn.functional.cross_entropy(logits, torch.as_tensor(labels, device=device))
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
-        entry = {"step": step + 1, "loss": float(loss.detach()), "lr": sched.get_last_lr()[0]}
-        out.append(entry)
-        bar.set_postfix(loss=f"{entry['loss']:.3f}")
-        if log is not None:
-            log(entry)
-        if max_seconds and time.perf_counter() - start > max_seconds:
+        if _update(params, opt, sched, {"step": step + 1, "loss": float(loss.detach())}, out, bar, log,
+                   bool(max_seconds) and time.perf_counter() - start > max_seconds):
             break
     model.eval()
     return out
