@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from ulmrec.data.dataset import Dataset
 from ulmrec.ranker.predict import lm_parts
+from ulmrec.retrieval.candidates import rank_next_items
 
 SIGNALS = ("pmi", "cond")
 INTRO = "Products one shopper bought, oldest first:"
@@ -207,8 +208,6 @@ def listwise_samples(ds: Dataset, retriever, n: int, k: int = 20, seed: int = 0,
     same sequences may still list them as candidates, as it does at test time). ``info``: of all prefixes
     drawn, the fraction whose target the retriever listed (``retrieved``) and listed first (``target_first``);
     a retriever on its own training sequences is better there than at test time."""
-    from ulmrec.retrieval.candidates import rank_next_items
-
     if missing not in ("skip", "replace"):
         raise ValueError(f"missing must be 'skip' or 'replace', got {missing!r}")
     out, ranks, draw = [], [], 0
