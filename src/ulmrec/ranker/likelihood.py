@@ -25,6 +25,7 @@ continuations in one batch; ``uncond`` is computed once per item and reused acro
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
@@ -214,8 +215,9 @@ def listwise_samples(ds: Dataset, retriever, n: int, k: int = 20, seed: int = 0,
     while len(out) < n and draw < 20:
         pos = training_positions(ds, n, seed + 1000 * draw)
         draw += 1
-        hist = [np.asarray(ds.history(u, "valid")[:t], dtype=np.int64) for u, t in pos]
-        targets = np.array([int(ds.history(u, "valid")[t]) for u, t in pos], dtype=np.int64)
+        seqs = [ds.history(u, "valid") for u, _ in pos]
+        hist = [np.asarray(s[:t], dtype=np.int64) for s, (_, t) in zip(seqs, pos, strict=True)]
+        targets = np.array([int(s[t]) for s, (_, t) in zip(seqs, pos, strict=True)], dtype=np.int64)
         res = rank_next_items(retriever, hist, targets, max_len, k=k, device=device)
         ranks.append(res["target_rank"])
         for h, c, tgt, r in zip(hist, res["candidates"], targets, res["target_rank"], strict=True):
@@ -240,8 +242,8 @@ def _optimizer(model, lr: float, warmup: int):
     return params, opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, warmup)))
 
 
-def _update(params, opt, sched, entry: dict, out: list[dict], bar, log, stop: bool) -> bool:
-    """One optimizer step after the step's backward passes; logs ``entry`` (+ lr). True: the time is up."""
+def _update(params, opt, sched, entry: dict, out: list[dict], bar, log) -> None:
+    """One optimizer step after the step's backward passes; logs ``entry`` (+ lr)."""
     torch.nn.utils.clip_grad_norm_(params, 1.0)
     opt.step()
     sched.step()
@@ -251,7 +253,6 @@ def _update(params, opt, sched, entry: dict, out: list[dict], bar, log, stop: bo
     bar.set_postfix(loss=f"{entry['loss']:.3f}")
     if log is not None:
         log(entry)
-    return stop
 
 
 def train_title_listwise(model, tokenizer, ds: Dataset, samples: Sequence[tuple[Sequence[int], Sequence[int], int]],
@@ -272,8 +273,6 @@ def train_title_listwise(model, tokenizer, ds: Dataset, samples: Sequence[tuple[
     step (one backward pass each); AdamW, linear warm-up then constant; ``max_seconds`` > 0 stops after the
     step that passes that much wall-clock time. Returns the log (one entry per step: loss, the fraction of
     samples whose true item scored highest, lr)."""
-    import time
-
     if temperature <= 0:
         raise ValueError("temperature must be > 0")
     if signal not in SIGNALS:
@@ -303,8 +302,8 @@ def train_title_listwise(model, tokenizer, ds: Dataset, samples: Sequence[tuple[
             (loss / len(batch)).backward()
             total += float(loss.detach()) / len(batch)
             top += int(int(s.detach().argmax()) == int(target))
-        if _update(params, opt, sched, {"step": step + 1, "loss": total, "top1": top / len(batch)}, out, bar, log,
-                   bool(max_seconds) and time.perf_counter() - start > max_seconds):
+        _update(params, opt, sched, {"step": step + 1, "loss": total, "top1": top / len(batch)}, out, bar, log)
+        if max_seconds and time.perf_counter() - start > max_seconds:
             break
     model.eval()
     return out
@@ -320,8 +319,6 @@ def train_title_lm(model, tokenizer, ds: Dataset, steps: int, batch_size: int = 
     :func:`next_title_pairs`. The LM head runs on the title positions only. AdamW, linear warm-up then constant.
     ``max_seconds`` > 0 stops after the step that passes that much wall-clock time (a budget in time, not steps).
     Returns the loss log (one entry per step)."""
-    import time
-
     start = time.perf_counter()
     torch.manual_seed(seed)
     scorer = TitleLikelihood(model, tokenizer, ds, history=history, max_title_tokens=max_title_tokens,
@@ -352,8 +349,8 @@ def train_title_lm(model, tokenizer, ds: Dataset, steps: int, batch_size: int = 
         logits = hidden[torch.as_tensor(rows), torch.as_tensor(cols)].float() @ weight.T
         loss = torch.nn.functional.cross_entropy(logits, torch.as_tensor(labels, device=device))
         loss.backward()
-        if _update(params, opt, sched, {"step": step + 1, "loss": float(loss.detach())}, out, bar, log,
-                   bool(max_seconds) and time.perf_counter() - start > max_seconds):
+        _update(params, opt, sched, {"step": step + 1, "loss": float(loss.detach())}, out, bar, log)
+        if max_seconds and time.perf_counter() - start > max_seconds:
             break
     model.eval()
     return out
