@@ -322,7 +322,7 @@ def measure(run: Path, n_users: dict, history: int, tags: list[str]) -> dict:
             psims[split] = ts.text_similarity([sentences.get(int(u)) for u in sub["users"]],
                                               [list(c) for c in sub["candidates"]], emb, encoder.encode)
     out = {"run": str(run), "seconds_per_user": secs, "tags": tags,
-           "training": {t: {k: v for k, v in read_json(tag_dir(run, t) / "train.json").items() if k != "log"}
+           "training": {t: training_summary(read_json(tag_dir(run, t) / "train.json"))
                         for t in tags if base_tag(t) == t and t != "zero-shot"},
            "preferences": {t: read_json(tag_dir(run, t) / "preferences.json") for t in tags if t.endswith(PREF)}}
     # validation: choose on one half, report on the other
@@ -349,6 +349,19 @@ def measure(run: Path, n_users: dict, history: int, tags: list[str]) -> dict:
                               for a, b in pairs(tags)}}
     if out["preferences"]:
         out["test"]["by_sentence_match"] = by_sentence_match(ds, sentences, t["users"], ranks, tags)
+    return out
+
+
+def training_summary(info: dict, window: int = 50) -> dict:
+    """A tuned LM's train.json without its per-step log, plus the mean loss (and, for listwise runs, the
+    fraction of lists whose true item scored highest) over its first and last ``window`` steps."""
+    log = info.get("log", [])
+    out = {k: v for k, v in info.items() if k != "log"}
+    if log:
+        keys = [k for k in ("loss", "top1") if k in log[0]]
+        out["curve"] = {part: {k: float(np.mean([e[k] for e in steps])) for k in keys}
+                        for part, steps in (("first", log[:window]), ("last", log[-window:]))}
+        out["curve"]["window"] = min(window, len(log))
     return out
 
 
@@ -463,7 +476,12 @@ def markdown(result: dict) -> str:
             lines.append(f"Tuning `{tag}`: {info['steps']} steps x {info['batch_size']} {what}, lr "
                          f"{info['lr']:g}, LoRA r 8 on {', '.join(info['lora_targets'])} of the top "
                          f"{info['lora_layers']} layers, {info['seconds']:.0f} s of one core "
-                         f"({info['seconds_per_sample']:.3f} s per {unit}).")
+                         f"({info['seconds_per_sample']:.3f} s per {unit})"
+                         + (f"; over the first / last {c['window']} steps: loss {c['first']['loss']:.3f} / "
+                            f"{c['last']['loss']:.3f}" + (f", true item first in {c['first']['top1']:.1%} / "
+                                                          f"{c['last']['top1']:.1%} of the lists" if "top1" in
+                                                          c["first"] else "")
+                            if (c := info.get("curve")) else "") + ".")
         lines.append("")
     lines.append(f"Load average before/after the report: {result['load_before'][0]:.2f} / {result['load_after'][0]:.2f} "
                  "(scoring runs: see the notes).")

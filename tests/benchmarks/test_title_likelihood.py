@@ -58,7 +58,8 @@ def test_report_pairs_every_row_and_chooses_on_validation(tmp_path, monkeypatch)
     (mod.tag_dir(run, "listwise") / "train.json").write_text(
         '{"steps": 3, "batch_size": 4, "lr": 0.001, "lora_layers": 8, "lora_targets": ["q_proj"], "seconds": 6.0, '
         '"seconds_per_sample": 0.5, "objective": "listwise", "temperature": 20, "signal": "pmi", "candidates": 20, '
-        '"samples_retriever": {"retrieved": 0.4, "target_first": 0.1}, "log": []}')
+        '"samples_retriever": {"retrieved": 0.4, "target_first": 0.1}, "log": [{"step": 1, "loss": 3.0, "top1": 0.0}, '
+        '{"step": 2, "loss": 2.0, "top1": 0.5}, {"step": 3, "loss": 1.0, "top1": 1.0}]}')
     r = mod.measure(run, n_users, history=3, tags=["zero-shot", "tuned", "listwise"])
     t = r["test"]
     alone, fused, both = mod.names("tuned")
@@ -77,6 +78,8 @@ def test_report_pairs_every_row_and_chooses_on_validation(tmp_path, monkeypatch)
     assert "Tuning `tuned`: 1 steps x 2 next-title pairs" in md
     assert ("Tuning `listwise`: 3 steps x 4 training prefixes, each a softmax over the retriever's top 20 of `pmi` / 20"
             in md) and "the true next item in the last slot where the retriever missed it: it listed 40% of the prefixes drawn" in md and "(0.500 s per prefix)" in md
+    assert "(0.500 s per prefix); over the first / last 3 steps: loss 2.000 / 2.000, true item first in 50.0% / 50.0%" in md
+    assert "Tuning `tuned`: 1 steps x 2 next-title pairs, lr 0.001, LoRA r 8 on q_proj of the top 8 layers, 1 s of one core (0.500 s per pair)." in md
     with pytest.raises(SystemExit, match="run `score --tag other` first"):
         mod.load_scores(run, "valid", np.array([0, 2]), "other")
 
