@@ -98,7 +98,8 @@ def train(run: Path, tag: str, steps: int, batch_size: int, lr: float, history: 
           lora_layers: int, targets: list[str], max_minutes: float = 0.0, objective: str = "next-title",
           temperature: float = 1.0, signal: str = "pmi", missing: str = "skip") -> None:
     """LoRA-tune the LM and save the adapter into ``tag_dir/adapter`` with its loss log. ``objective``:
-    ``next-title`` (``train_title_lm``: the next title against the whole vocabulary) or ``listwise``
+    ``next-title`` (``train_title_lm``: the next title against the whole vocabulary), ``every-title`` (the same
+    loss on every title of a window of the user's last training titles, ``every_title``) or ``listwise``
     (``train_title_listwise``: a softmax over the run retriever's top 20 for each training prefix)."""
     from ulmrec.data.dataset import Dataset
     from ulmrec.io import write_json
@@ -122,8 +123,11 @@ def train(run: Path, tag: str, steps: int, batch_size: int, lr: float, history: 
                                    max_title_tokens=max_title_tokens, temperature=temperature, signal=signal,
                                    max_seconds=60 * max_minutes)
     else:
+        if objective == "every-title":
+            extra = {"objective": "every-title"}
         log = train_title_lm(model, tok, ds, steps=steps, batch_size=batch_size, lr=lr, history=history,
-                             max_title_tokens=max_title_tokens, max_seconds=60 * max_minutes)
+                             max_title_tokens=max_title_tokens, max_seconds=60 * max_minutes,
+                             every_title=objective == "every-title")
     steps = len(log)  # fewer than asked when the time budget ran out
     seconds = time.perf_counter() - t0
     out = tag_dir(run, tag)
@@ -466,6 +470,9 @@ def markdown(result: dict) -> str:
                          f"{info.get('provenance')}) on a line before the history.")
         for tag, info in r.get("training", {}).items():
             what, unit = "next-title pairs", "pair"
+            if info.get("objective") == "every-title":
+                what, unit = (f"windows of a user's last {info['history'] + 1} training titles, the loss on every "
+                              "title after the window's first (users in a shuffled order, each once per epoch)"), "window"
             if info.get("objective") == "listwise":
                 got = info.get("samples_retriever", {})
                 how = ("only prefixes whose true next item the retriever listed" if got.get("missing") == "skip"
@@ -506,7 +513,7 @@ def main() -> int:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--max-minutes", type=float, default=0.0, help="train: stop after this many minutes (0 = no cap)")
-    ap.add_argument("--objective", choices=("next-title", "listwise"), default="next-title",
+    ap.add_argument("--objective", choices=("next-title", "every-title", "listwise"), default="next-title",
                     help="train: the next title against the vocabulary, or against the retriever's top 20")
     ap.add_argument("--temperature", type=float, default=1.0, help="train --objective listwise: softmax temperature")
     ap.add_argument("--signal", choices=SIGNALS, default="pmi", help="train --objective listwise: the score ranked")

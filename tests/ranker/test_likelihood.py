@@ -244,3 +244,53 @@ def test_listwise_tuning_learns_to_rank_the_true_item_and_moves_only_lora(tiny_l
         train_title_listwise(model, tok, ds, samples, signal="letters", progress=False)
     assert len(train_title_listwise(model, tok, ds, samples * 5, batch_size=2, history=2, max_title_tokens=4,
                                     progress=False, max_seconds=1e-9)) == 1
+
+
+def test_training_windows_are_each_users_last_training_items_every_user_once_per_pass(tmp_path):
+    from ulmrec.ranker.likelihood import training_windows
+
+    ds = Dataset.load(make_run_dir(tmp_path) / "data")
+    eligible = [u for u in range(ds.num_users) if len(ds.history(u, "valid")) >= 2]
+    windows = training_windows(ds, 2 * len(eligible) + 3, length=4, seed=2)
+    assert windows == training_windows(ds, 2 * len(eligible) + 3, length=4, seed=2)
+    tails = sorted(tuple(int(i) for i in ds.history(u, "valid")[-4:]) for u in eligible)
+    assert sorted(map(tuple, windows[:len(eligible)])) == tails  # one pass: every user once
+    assert sorted(map(tuple, windows[len(eligible):2 * len(eligible)])) == tails
+    assert all(2 <= len(w) <= 4 for w in windows)
+    with pytest.raises(ValueError, match="length >= 2"):
+        training_windows(ds, 5, length=1)
+
+
+def test_window_spans_hold_the_scorers_tokens_of_every_title_after_the_first(lm, tmp_path):
+    from ulmrec.ranker.likelihood import TitleLikelihood, pair_tokens, window_tokens
+
+    model, tok = lm
+    ds = Dataset.load(make_run_dir(tmp_path) / "data")
+    scorer = TitleLikelihood(model, tok, ds, history=3, max_title_tokens=5)
+    items = [int(i) for i in ds.history(0, "valid")[-4:]]
+    ids, spans = window_tokens(scorer, items)
+    assert len(spans) == len(items) - 1
+    for (a, b), item in zip(spans, items[1:], strict=True):
+        assert ids[a:b] == scorer._tokens([item])[0]
+    # the last span's prefix reads as the scorer's prompt over the items before it (up to the spaces a cut title
+    # ends with: the scorer strips them from its history lines)
+    pair_ids, pair_spans = pair_tokens(scorer, (items[:-1], items[-1]))
+    a, b = spans[-1]
+    assert tok.decode(ids[:a]).replace(" ", "") == tok.decode(pair_ids[:pair_spans[0][0]]).replace(" ", "")
+    assert pair_ids[pair_spans[0][0]:pair_spans[0][1]] == ids[a:b]
+
+
+def test_every_title_tuning_lowers_the_loss(tiny_llama, tmp_path):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ulmrec.ranker.likelihood import train_title_lm
+
+    ds = Dataset.load(make_run_dir(tmp_path) / "data")
+    tok = AutoTokenizer.from_pretrained(str(tiny_llama))
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(str(tiny_llama)),
+                           LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    log = train_title_lm(model, tok, ds, steps=30, batch_size=4, lr=1e-2, history=2, max_title_tokens=4, warmup=1,
+                         progress=False, every_title=True)
+    assert len(log) == 30 and all(np.isfinite(e["loss"]) for e in log)
+    assert np.mean([e["loss"] for e in log[-5:]]) < np.mean([e["loss"] for e in log[:5]])

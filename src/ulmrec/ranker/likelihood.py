@@ -197,6 +197,22 @@ def next_title_pairs(ds: Dataset, n: int, history: int, seed: int = 0) -> list[t
     return out
 
 
+def training_windows(ds: Dataset, n: int, length: int, seed: int = 0) -> list[list[int]]:
+    """``n`` windows of the users' TRAINING sequences (the items before each user's validation item): each user's
+    last ``length`` training items, users in a shuffled order, every user once before any user twice (a pass over
+    the users is an epoch of :func:`train_title_lm` with ``every_title``). Users with fewer than two training
+    items are left out. Neither validation nor test items ever enter."""
+    if length < 2:
+        raise ValueError("a training window needs length >= 2")
+    rng = np.random.default_rng([seed, 17])
+    seqs = [ds.history(u, "valid") for u in range(ds.num_users)]
+    users = np.array([u for u, s in enumerate(seqs) if len(s) >= 2])
+    if not len(users):
+        raise ValueError("no user has two training items")
+    order = np.concatenate([rng.permutation(users) for _ in range(-(-n // len(users)))])[:n]
+    return [[int(i) for i in seqs[int(u)][-length:]] for u in order]
+
+
 def listwise_samples(ds: Dataset, retriever, n: int, k: int = 20, seed: int = 0, max_len: int = 50,
                      device: str = "cpu", missing: str = "skip") -> tuple[list[tuple[list[int], list[int], int]], dict]:
     """(samples, info): ``n`` (training prefix, candidates, target's position) at :func:`training_positions`:
@@ -309,15 +325,47 @@ def train_title_listwise(model, tokenizer, ds: Dataset, samples: Sequence[tuple[
     return out
 
 
+def pair_tokens(scorer: TitleLikelihood, pair: tuple[Sequence[int], int], intro: str = INTRO) -> tuple[list[int], list[tuple[int, int]]]:
+    """The scorer's prompt over a (history, next item) pair followed by the next item's title, and that title's
+    token span ``[a, b)``."""
+    prefix = scorer._encode(history_prompt([scorer._cut(i) for i in pair[0]], intro))
+    target = scorer._tokens([pair[1]])[0]
+    return prefix + target, [(len(prefix), len(prefix) + len(target))]
+
+
+def window_tokens(scorer: TitleLikelihood, items: Sequence[int], intro: str = INTRO) -> tuple[list[int], list[tuple[int, int]]]:
+    """The prompt of :func:`history_prompt` over ``items[:-1]`` followed by ``items[-1]``'s title, built title by
+    title, and the token span ``[a, b)`` of every title after the first. Each title's tokens are the scorer's
+    (:meth:`TitleLikelihood._tokens`), so a span holds exactly what the scorer would score for that item after the
+    titles before it (the earlier ones cut to ``max_title_tokens`` as the scorer's history lines are)."""
+    sep = scorer.tok("\n-", add_special_tokens=False)["input_ids"]
+    ids = scorer._encode(intro + "\n-")
+    spans = []
+    for k, item in enumerate(items):
+        if k:
+            ids = ids + sep
+        toks = scorer._tokens([int(item)])[0]
+        if k:
+            spans.append((len(ids), len(ids) + len(toks)))
+        ids = ids + toks
+    return ids, spans
+
+
 def train_title_lm(model, tokenizer, ds: Dataset, steps: int, batch_size: int = 8, lr: float = 1e-3,
                    history: int = 10, max_title_tokens: int = 12, warmup: int = 20, seed: int = 0,
                    device: str = "cpu", intro: str = INTRO, progress: bool = True,
-                   log: Callable[[dict], None] | None = None, max_seconds: float = 0.0) -> list[dict]:
+                   log: Callable[[dict], None] | None = None, max_seconds: float = 0.0,
+                   every_title: bool = False) -> list[dict]:
     """Tune ``model`` (a LoRA-wrapped causal LM; only its trainable parameters move) on the next title: the loss
     is the cross-entropy of the next item's title tokens (``max_title_tokens``) after the same history prompt
     the scorer reads, averaged over those tokens, on ``steps`` x ``batch_size`` pairs of
     :func:`next_title_pairs`. The LM head runs on the title positions only. AdamW, linear warm-up then constant.
     ``max_seconds`` > 0 stops after the step that passes that much wall-clock time (a budget in time, not steps).
+
+    ``every_title``: each sample is instead a window of ``history + 1`` training titles
+    (:func:`training_windows`) in the same prompt format, and the loss covers every title after the window's
+    first, each after the titles before it (teacher forcing): one forward pass teaches up to ``history`` next
+    titles instead of one, for about the same cost.
     Returns the loss log (one entry per step)."""
     start = time.perf_counter()
     torch.manual_seed(seed)
@@ -326,25 +374,25 @@ def train_title_lm(model, tokenizer, ds: Dataset, steps: int, batch_size: int = 
     decoder, _ = lm_parts(model)
     weight = scorer._weight
     params, opt, sched = _optimizer(model, lr, warmup)
-    pairs = next_title_pairs(ds, steps * batch_size, history, seed)
+    if every_title:
+        drawn, encode = training_windows(ds, steps * batch_size, history + 1, seed), window_tokens
+    else:
+        drawn, encode = next_title_pairs(ds, steps * batch_size, history, seed), pair_tokens
     model.train()
     out = []
     bar = tqdm(range(steps), desc="tuning on next titles", disable=not progress, leave=False)
     for step in bar:
-        seqs, first = [], []
-        for hist, target in pairs[step * batch_size:(step + 1) * batch_size]:
-            prefix = scorer._encode(history_prompt([scorer._cut(i) for i in hist], intro))
-            seqs.append(prefix + scorer._tokens([target])[0])
-            first.append(len(prefix))
-        width = max(len(s) for s in seqs)
-        ids = torch.zeros((len(seqs), width), dtype=torch.long)
-        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        batch = [encode(scorer, d, intro) for d in drawn[step * batch_size:(step + 1) * batch_size]]
+        width = max(len(s) for s, _ in batch)
+        ids = torch.zeros((len(batch), width), dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
         rows, cols, labels = [], [], []
-        for i, (s, f) in enumerate(zip(seqs, first, strict=True)):
+        for i, (s, spans) in enumerate(batch):
             ids[i, :len(s)] = torch.as_tensor(s)
             mask[i, :len(s)] = 1
-            for j in range(f, len(s)):  # position j-1 predicts token j
-                rows.append(i), cols.append(j - 1), labels.append(s[j])
+            for a, b in spans:
+                for j in range(a, b):  # position j-1 predicts token j
+                    rows.append(i), cols.append(j - 1), labels.append(s[j])
         hidden = decoder(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False).last_hidden_state
         logits = hidden[torch.as_tensor(rows), torch.as_tensor(cols)].float() @ weight.T
         loss = torch.nn.functional.cross_entropy(logits, torch.as_tensor(labels, device=device))
