@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from helpers import LETTERS, NOT_RETRIEVED, build_tiny_llama, make_run_dir, tiny_config
 from ulmrec.evaluation.stage import (
@@ -229,3 +230,56 @@ def test_title_likelihood_rows_choose_their_weights_on_validation(evaluated, tmp
     # off: no likelihood key in the fingerprint's settings (earlier run directories stay current); on: all of them
     assert not any("likelihood" in k for k in _params(cfg)["evaluate"])
     assert {"title_likelihood", "likelihood_signal", "likelihood_grid"} <= set(_params(sub)["evaluate"])
+
+
+
+def test_a_tuned_title_lm_is_trained_on_training_titles_saved_and_read_back(evaluated, tmp_path, monkeypatch):
+    """evaluate.likelihood_tuning_steps: the title-likelihood rows read the LM after its LoRA was tuned on every
+    title of training windows; the adapter is saved in the stage's folder, the rows equal a fresh scorer over that
+    adapter, and a second call with the same settings loads it instead of training again."""
+    import shutil
+
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    import ulmrec.evaluation.stage as stage
+    import ulmrec.ranker.likelihood as likelihood
+    from ulmrec.config import load_config
+    from ulmrec.evaluation import stats
+    from ulmrec.evaluation.stage import LIKELIHOOD, _params, _tune_title_lm
+    from ulmrec.metrics import target_rank
+    from ulmrec.ranker.engine import Ranker
+
+    src, cfg, model, _ = evaluated
+    run_dir = tmp_path / "run"
+    shutil.copytree(src, run_dir, ignore=shutil.ignore_patterns("evaluate", ".evaluate.partial"))
+    sub = load_config(None, [f"run_dir={run_dir}", f"ranker.model={model}", *_overrides(cfg),
+                             "evaluate.title_likelihood=true", "evaluate.likelihood_tuning_steps=4",
+                             "evaluate.likelihood_tuning_lr=0.01", "evaluate.likelihood_grid=[0, 1, 100]",
+                             "evaluate.position_check=false"])
+    assert {"likelihood_tuning_steps", "likelihood_tuning_lr"} <= set(_params(sub)["evaluate"])
+    run_stage(get_stage("evaluate"), sub)
+    res = json.loads((run_dir / "evaluate" / "results.json").read_text())
+    t = res["title_likelihood"]
+    assert t["tuning"]["settings"]["steps"] == 4 and len(t["tuning"]["log"]) == 4
+    adapter = run_dir / "evaluate" / "title_lm" / "adapter"
+    assert (adapter / "adapter_config.json").exists()
+    assert "LoRA tuned for 4 x 8 windows" in (run_dir / "evaluate" / "results.md").read_text()
+    ranks, ds, users, lists, retr = _scored_lists(run_dir)
+    lm = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(str(model)), str(adapter)).eval()
+    assert any(p.abs().sum() > 0 for n, p in lm.named_parameters() if "lora_B" in n)  # it did move
+    pmi = likelihood.TitleLikelihood(lm, AutoTokenizer.from_pretrained(str(model)), ds, history=sub.tasks.max_history,
+                                     max_title_tokens=sub.evaluate.likelihood_title_tokens).score(
+        users, lists, "test", progress=False)["pmi"]
+    targets = np.array([c.index(int(x)) for c, x in zip(lists, ranks["target"], strict=True)])
+    expected = target_rank(stats.fuse(retr, pmi, t["weight"]), targets, np.isfinite(retr)).numpy()
+    assert ranks[LIKELIHOOD].tolist() == expected.tolist()
+    # the same settings again: the saved adapter is loaded, nothing trains
+    monkeypatch.setattr(stage, "train_title_lm", lambda *a, **k: pytest.fail("trained again"))
+    fresh = Ranker.build(sub.ranker, (), "cpu")
+    info = _tune_title_lm(sub, fresh, ds, run_dir / "evaluate")
+    assert info["settings"] == t["tuning"]["settings"]
+    saved = dict(lm.named_parameters())
+    for n, p in fresh.model.named_parameters():
+        if "lora_" in n:
+            assert torch.allclose(p.float(), saved[n].float()), n

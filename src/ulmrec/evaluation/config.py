@@ -43,7 +43,8 @@ class EvaluateConfig:
     title_grid: list[float] = field(default_factory=lambda: [0.0, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 12.0])
     """(list[float]) Candidate weights of the title similarity (ties go to the smaller)."""
     title_likelihood: bool = False
-    """(bool) Also report rows beyond the paper that read the untuned ranker LM (ranker.model) as a language
+    """(bool) Also report rows beyond the paper that read the ranker LM (ranker.model; untuned unless
+    likelihood_tuning_steps) as a language
     model instead of through the letters (ulmrec.ranker.likelihood): each candidate scored by the
     log-probability of its title after the user's last tasks.max_history history titles (likelihood_signal).
     "Retriever + LM title likelihood" = the retriever's score + w x that score, w chosen on likelihood_users
@@ -59,6 +60,14 @@ class EvaluateConfig:
     likelihood_grid: list[float] = field(default_factory=lambda: [0.0, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15,
                                                                   0.2, 0.3, 0.5, 0.75, 1.0])
     """(list[float]) Candidate weights of the title likelihood (nats summed over a title; ties go to the smaller)."""
+    likelihood_tuning_steps: int = 0
+    """(int) 0: the title-likelihood rows read the untuned LM. > 0: first tune a LoRA (ranker.lora_*) of the same
+    LM for this many steps of 8 windows of a user's last tasks.max_history + 1 TRAINING titles, the loss on every
+    title after a window's first (ulmrec.ranker.likelihood.train_title_lm with every_title; no validation or test
+    item), saved in the stage's folder, and read that LM instead. On this CPU 1,150-1,340 steps fill the 60
+    minutes of one core that benchmarks/results/title_likelihood.md gave it."""
+    likelihood_tuning_lr: float = 1e-3
+    """(float) Learning rate of that tuning (AdamW, 20 warm-up steps, then constant)."""
     bootstrap: int = 2000
     """(int) Bootstrap resamples of the users for the paired 95 % intervals."""
 
@@ -80,5 +89,7 @@ class EvaluateConfig:
         if not self.likelihood_grid or any(w < 0 for w in self.likelihood_grid):
             raise ValueError(f"evaluate.likelihood_grid must be a non-empty list of weights >= 0, got "
                              f"{self.likelihood_grid}")
+        if self.likelihood_tuning_steps < 0 or self.likelihood_tuning_lr <= 0:
+            raise ValueError("evaluate.likelihood_tuning_steps must be >= 0 and evaluate.likelihood_tuning_lr > 0")
         if self.chunk_users < 1:
             raise ValueError(f"evaluate.chunk_users must be >= 1, got {self.chunk_users}")

@@ -29,7 +29,8 @@ from ulmrec.evaluation.title_signal import title_embeddings, title_similarity
 from ulmrec.io import read_json, write_json, write_parquet, write_text
 from ulmrec.metrics import format_table, metrics_from_ranks, rank_and_overall
 from ulmrec.ranker.engine import Ranker, base_title_cutter, load_identities
-from ulmrec.ranker.likelihood import TitleLikelihood
+from ulmrec.ranker.likelihood import TitleLikelihood, train_title_lm
+from ulmrec.ranker.model import save_adapter
 from ulmrec.ranker.predict import ranks_from_scores
 from ulmrec.stage import Stage
 from ulmrec.tasks import build_eval_samples
@@ -46,6 +47,7 @@ LIKELIHOOD, LIKELIHOOD_TITLE = "Retriever + LM title likelihood", "Retriever + t
 #: settings of the title-likelihood rows: left out of the stage's fingerprint while the rows are off, so run
 #: directories evaluated before they existed stay current
 LIKELIHOOD_KEYS = ("likelihood_signal", "likelihood_users", "likelihood_title_tokens", "likelihood_grid")
+TUNING_KEYS = ("likelihood_tuning_steps", "likelihood_tuning_lr")
 
 
 def _adapters(cfg: Config, run_dir: Path) -> list[tuple[str, Path, str]]:
@@ -77,6 +79,9 @@ def _params(cfg: Config) -> dict:
     ev = dataclasses.asdict(cfg.evaluate)
     if not cfg.evaluate.title_likelihood:
         for key in ("title_likelihood", *LIKELIHOOD_KEYS):
+            ev.pop(key)
+    if not (cfg.evaluate.title_likelihood and cfg.evaluate.likelihood_tuning_steps):
+        for key in TUNING_KEYS:  # untuned: earlier run directories stay current
             ev.pop(key)
     return {"evaluate": ev, "tasks": dataclasses.asdict(cfg.tasks),
             "ranker": dataclasses.asdict(cfg.ranker), "seed": cfg.seed}
@@ -351,6 +356,37 @@ class _LikelihoodScorer:
         return self.scorer.score(users, lists, splits.pop())[self.signal], time.perf_counter() - t0
 
 
+def _tune_title_lm(cfg: Config, ranker, ds: Dataset, out: Path) -> dict:
+    """Tune ``ranker``'s LoRA in place on every title of windows of the users' training sequences
+    (``evaluate.likelihood_tuning_steps``), or load the adapter an earlier run of the stage saved with the same
+    settings (``out/title_lm``). Returns what was done, for results.json."""
+    ev = cfg.evaluate
+    folder = out / "title_lm"
+    settings = {"steps": ev.likelihood_tuning_steps, "lr": ev.likelihood_tuning_lr, "batch_size": 8,
+                "history": cfg.tasks.max_history, "title_tokens": ev.likelihood_title_tokens, "seed": cfg.seed,
+                "model": cfg.ranker.model, "lora_layers": cfg.ranker.lora_layers,
+                "lora_targets": list(cfg.ranker.lora_targets), "lora_r": cfg.ranker.lora_r}
+    info_file = folder / "train.json"
+    if info_file.exists() and read_json(info_file).get("settings") == settings:
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        set_peft_model_state_dict(ranker.model, load_file(str(folder / "adapter" / "adapter_model.safetensors")))
+        ranker.model.eval()
+        return read_json(info_file)
+    t0 = time.perf_counter()
+    log = train_title_lm(ranker.model, ranker.tokenizer, ds, steps=ev.likelihood_tuning_steps, batch_size=8,
+                         lr=ev.likelihood_tuning_lr, history=cfg.tasks.max_history,
+                         max_title_tokens=ev.likelihood_title_tokens, seed=cfg.seed, device=ranker.device,
+                         every_title=True)
+    save_adapter(ranker.model, ranker.tokenizer, folder / "adapter")
+    info = {"settings": settings, "seconds": round(time.perf_counter() - t0, 1),
+            "loss_first_last_20": [float(np.mean([e["loss"] for e in log[:20]])),
+                                   float(np.mean([e["loss"] for e in log[-20:]]))], "log": log}
+    write_json(info_file, info)  # last: its presence means the adapter is complete
+    return info
+
+
 def _likelihood_rows(cfg: Config, run_dir: Path, ds: Dataset, emb: np.ndarray | None, cands: pd.DataFrame,
                      samples_for, test_samples, n: int, device: str, out: Path) -> tuple[dict, list]:
     """"Retriever + LM title likelihood" and, with the title similarity (``emb``), "Retriever + title
@@ -361,6 +397,7 @@ def _likelihood_rows(cfg: Config, run_dir: Path, ds: Dataset, emb: np.ndarray | 
     ev, hist = cfg.evaluate, cfg.tasks.max_history
     t0 = time.perf_counter()
     ranker = Ranker.build(cfg.ranker, (), device)  # untuned: LoRA B = 0, no added tokens
+    tuning = _tune_title_lm(cfg, ranker, ds, out) if ev.likelihood_tuning_steps else None
     scorer = _LikelihoodScorer(ranker, ds, cfg)
     load_s = time.perf_counter() - t0
     valid_cands = pd.read_parquet(art.candidates_path(run_dir, "valid"))
@@ -380,7 +417,7 @@ def _likelihood_rows(cfg: Config, run_dir: Path, ds: Dataset, emb: np.ndarray | 
     w, by_w = stats.choose_fusion_weight(v_retr, v_lm, targets, grid=ev.likelihood_grid)
     rows = [(LIKELIHOOD, stats.fuse(t_retr, t_lm, w), seconds, load_s)]
     summary = {"signal": ev.likelihood_signal, "weight": w, "valid_users": len(v_samples), "history": hist,
-               "title_tokens": ev.likelihood_title_tokens, "model": cfg.ranker.model,
+               "title_tokens": ev.likelihood_title_tokens, "model": cfg.ranker.model, "tuning": tuning,
                "valid_NDCG@10_by_weight": {str(k): v for k, v in by_w.items()}}
     if emb is not None:
         (w_s, w_l), by = stats.choose_fusion_weights(v_retr, [v_sim, v_lm], targets,
@@ -434,7 +471,9 @@ def results_markdown(summary: dict, ks: list[int]) -> str:
                      "users)" if t.get("with_ulmrec") else "") + ". Beyond the paper: the similarity row has no LLM."]
     if summary.get("title_likelihood"):
         t = summary["title_likelihood"]
-        lines += ["", f"LM title likelihood (`{t['signal']}`, the untuned {t['model']}, last {t['history']} history "
+        tuned = (f"{t['model']} with a LoRA tuned for {t['tuning']['settings']['steps']} x 8 windows of training "
+                 "titles (loss on every title)" if t.get("tuning") else f"the untuned {t['model']}")
+        lines += ["", f"LM title likelihood (`{t['signal']}`, {tuned}, last {t['history']} history "
                   f"titles, {t['title_tokens']} tokens a title): w = {t['weight']} for \"{LIKELIHOOD}\""
                   + (f"; \"{LIKELIHOOD_TITLE}\": title w = {t['with_title_similarity']['title_weight']}, likelihood "
                      f"w = {t['with_title_similarity']['likelihood_weight']}" if t.get("with_title_similarity") else "")
