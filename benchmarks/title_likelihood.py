@@ -398,6 +398,46 @@ def _ci(d: dict) -> str:
     return f"{d['mean']:+.4f} [{d['lo']:+.4f}, {d['hi']:+.4f}]"
 
 
+def plot(result: dict, path: Path) -> None:
+    """A forest plot of each test row's paired NDCG@10 difference to the retriever order (mean and bootstrap 95 %
+    interval), one panel per dataset, the rows in the table's order: the table is long, the picture is not."""
+    import io
+    import textwrap
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from ulmrec.io import write_bytes
+
+    names = list(result["datasets"])
+    suffix = f" - {RETRIEVER}"
+    rows = [k[:-len(suffix)] for k in result["datasets"][names[0]]["test"]["paired"] if k.endswith(suffix)]
+    fig = Figure(figsize=(5 * len(names) + 4, 0.32 * len(rows) + 1.6))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(names), sharey=True, squeeze=False)[0]
+    for ax, name in zip(axes, names, strict=True):
+        paired = result["datasets"][name]["test"]["paired"]
+        for y, row in enumerate(rows):
+            d = paired.get(row + suffix, {}).get("NDCG@10")
+            if d is None:
+                continue
+            color = "C2" if d["lo"] > 0 else ("C3" if d["hi"] < 0 else "C7")
+            ax.errorbar(d["mean"], y, xerr=[[d["mean"] - d["lo"]], [d["hi"] - d["mean"]]], fmt="o", color=color,
+                        ms=4, capsize=2)
+        ax.axvline(0, color="black", lw=0.8)
+        ax.set_title(f"{name}: {result['datasets'][name]['test']['users']} test users", fontsize=9)
+        ax.set_xlabel("Rank NDCG@10 minus the retriever order")
+        ax.grid(axis="x", lw=0.3)
+    axes[0].set_yticks(range(len(rows)), [textwrap.shorten(r, 75) for r in rows], fontsize=7)
+    axes[0].invert_yaxis()
+    fig.suptitle("Paired difference to the retriever's order, bootstrap 95 % interval (green: above 0, red: below, "
+                 "grey: contains 0)", fontsize=9)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    write_bytes(path, buf.getvalue())
+
+
 def markdown(result: dict) -> str:
     from ulmrec.paper import TABLE2
     from ulmrec.paper import row as paper_row
@@ -555,7 +595,8 @@ def main() -> int:
               "preferences": ("read by the '+preference' rows and the preference similarity only (which sentences: "
                               "datasets.<name>.preferences)") if any(t.endswith(PREF) for t in args.tags)
               else "none read"}
-    save(args.out, result, markdown(result))
+    save(args.out, result, markdown(result) + f"\n\n![paired differences]({args.out}.png)")
+    plot(result, REPO / "benchmarks" / "results" / f"{args.out}.png")
     return 0
 
 

@@ -60,7 +60,11 @@ def test_report_pairs_every_row_and_chooses_on_validation(tmp_path, monkeypatch)
         '"seconds_per_sample": 0.5, "objective": "listwise", "temperature": 20, "signal": "pmi", "candidates": 20, '
         '"samples_retriever": {"retrieved": 0.4, "target_first": 0.1}, "log": [{"step": 1, "loss": 3.0, "top1": 0.0}, '
         '{"step": 2, "loss": 2.0, "top1": 0.5}, {"step": 3, "loss": 1.0, "top1": 1.0}]}')
-    r = mod.measure(run, n_users, history=3, tags=["zero-shot", "tuned", "listwise"])
+    _fake_scores(mod, run, "every", informative=False, n_users=n_users)
+    (mod.tag_dir(run, "every") / "train.json").write_text(
+        '{"steps": 2, "batch_size": 8, "lr": 0.001, "history": 10, "lora_layers": 8, "lora_targets": ["q_proj"], '
+        '"seconds": 4.0, "seconds_per_sample": 0.25, "objective": "every-title", "log": []}')
+    r = mod.measure(run, n_users, history=3, tags=["zero-shot", "tuned", "listwise", "every"])
     t = r["test"]
     alone, fused, both = mod.names("tuned")
     # the informative LM alone and fused ranks every target first; its weight came from validation users
@@ -80,6 +84,11 @@ def test_report_pairs_every_row_and_chooses_on_validation(tmp_path, monkeypatch)
             in md) and "the true next item in the last slot where the retriever missed it: it listed 40% of the prefixes drawn" in md and "(0.500 s per prefix)" in md
     assert "(0.500 s per prefix); over the first / last 3 steps: loss 2.000 / 2.000, true item first in 50.0% / 50.0%" in md
     assert "Tuning `tuned`: 1 steps x 2 next-title pairs, lr 0.001, LoRA r 8 on q_proj of the top 8 layers, 1 s of one core (0.500 s per pair)." in md
+    assert ("Tuning `every`: 2 steps x 8 windows of a user's last 11 training titles, the loss on every title after "
+            "the window's first") in md and "(0.250 s per window)" in md
+    png = tmp_path / "forest.png"
+    mod.plot({"datasets": {"tiny": r}}, png)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(SystemExit, match="run `score --tag other` first"):
         mod.load_scores(run, "valid", np.array([0, 2]), "other")
 
