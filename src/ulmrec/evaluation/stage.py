@@ -36,7 +36,7 @@ from ulmrec.stage import Stage
 from ulmrec.tasks import build_eval_samples
 from ulmrec.tasks.candidate_lists import list_scores
 from ulmrec.tasks.eval_samples import rank_users
-from ulmrec.utils import resolve_device
+from ulmrec.utils import resolve_device, seed_everything
 
 log = logging.getLogger("ulmrec")
 
@@ -396,10 +396,12 @@ def _likelihood_rows(cfg: Config, run_dir: Path, ds: Dataset, emb: np.ndarray | 
 
     ev, hist = cfg.evaluate, cfg.tasks.max_history
     t0 = time.perf_counter()
+    if ev.likelihood_tuning_steps:
+        seed_everything(cfg.seed)  # the LoRA's A init matters once it is tuned: the same run, the same adapter
     ranker = Ranker.build(cfg.ranker, (), device)  # untuned: LoRA B = 0, no added tokens
+    load_s = time.perf_counter() - t0  # the tuning's own seconds are in its summary
     tuning = _tune_title_lm(cfg, ranker, ds, out) if ev.likelihood_tuning_steps else None
     scorer = _LikelihoodScorer(ranker, ds, cfg)
-    load_s = time.perf_counter() - t0
     valid_cands = pd.read_parquet(art.candidates_path(run_dir, "valid"))
     v_samples = samples_for("no_index", valid_cands, "valid", ev.likelihood_users)
     v_lm, _ = score_in_chunks(scorer, v_samples, cfg, out / "parts", "title likelihood valid")
@@ -472,7 +474,8 @@ def results_markdown(summary: dict, ks: list[int]) -> str:
     if summary.get("title_likelihood"):
         t = summary["title_likelihood"]
         tuned = (f"{t['model']} with a LoRA tuned for {t['tuning']['settings']['steps']} x 8 windows of training "
-                 "titles (loss on every title)" if t.get("tuning") else f"the untuned {t['model']}")
+                 f"titles (loss on every title; {t['tuning']['seconds']:.0f} s)" if t.get("tuning")
+                 else f"the untuned {t['model']}")
         lines += ["", f"LM title likelihood (`{t['signal']}`, {tuned}, last {t['history']} history "
                   f"titles, {t['title_tokens']} tokens a title): w = {t['weight']} for \"{LIKELIHOOD}\""
                   + (f"; \"{LIKELIHOOD_TITLE}\": title w = {t['with_title_similarity']['title_weight']}, likelihood "

@@ -380,7 +380,8 @@ def train_title_lm(model, tokenizer, ds: Dataset, steps: int, batch_size: int = 
         drawn, encode = next_title_pairs(ds, steps * batch_size, history, seed), pair_tokens
     model.train()
     out = []
-    bar = tqdm(range(steps), desc="tuning on next titles", disable=not progress, leave=False)
+    bar = tqdm(range(steps), desc="tuning on every title" if every_title else "tuning on next titles",
+               disable=not progress, leave=False)
     for step in bar:
         batch = [encode(scorer, d, intro) for d in drawn[step * batch_size:(step + 1) * batch_size]]
         width = max(len(s) for s, _ in batch)
