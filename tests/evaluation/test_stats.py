@@ -284,7 +284,11 @@ def test_evaluate_fingerprint_covers_the_validation_candidates_and_the_preferenc
     assert art.PREFERENCE_REPORT.path(tmp_path) in inputs
     title = load_config(["sample"], [f"run_dir={tmp_path}", "evaluate.fusion=false", "evaluate.title_similarity=true"])
     assert art.candidates_path(tmp_path, "valid") in stage.inputs(title, tmp_path)  # its weight is chosen there too
-    off = load_config(["sample"], [f"run_dir={tmp_path}", "evaluate.fusion=false", "evaluate.title_similarity=false"])
+    lm = load_config(["sample"], [f"run_dir={tmp_path}", "evaluate.fusion=false", "evaluate.title_similarity=false",
+                                  "evaluate.title_likelihood=true"])
+    assert art.candidates_path(tmp_path, "valid") in stage.inputs(lm, tmp_path)  # so is the likelihood's
+    off = load_config(["sample"], [f"run_dir={tmp_path}", "evaluate.fusion=false", "evaluate.title_similarity=false",
+                                   "evaluate.title_likelihood=false"])
     assert art.candidates_path(tmp_path, "valid") not in stage.inputs(off, tmp_path)
 
 
