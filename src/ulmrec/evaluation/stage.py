@@ -30,7 +30,7 @@ from ulmrec.io import read_json, write_json, write_parquet, write_text
 from ulmrec.metrics import format_table, metrics_from_ranks, rank_and_overall
 from ulmrec.ranker.engine import Ranker, base_title_cutter, load_identities
 from ulmrec.ranker.likelihood import TitleLikelihood, train_title_lm
-from ulmrec.ranker.model import save_adapter
+from ulmrec.ranker.model import load_adapter_weights, save_adapter
 from ulmrec.ranker.predict import ranks_from_scores
 from ulmrec.stage import Stage
 from ulmrec.tasks import build_eval_samples
@@ -367,13 +367,11 @@ def _tune_title_lm(cfg: Config, ranker, ds: Dataset, out: Path) -> dict:
                 "model": cfg.ranker.model, "lora_layers": cfg.ranker.lora_layers,
                 "lora_targets": list(cfg.ranker.lora_targets), "lora_r": cfg.ranker.lora_r}
     info_file = folder / "train.json"
-    if info_file.exists() and read_json(info_file).get("settings") == settings:
-        from peft import set_peft_model_state_dict
-        from safetensors.torch import load_file
-
-        set_peft_model_state_dict(ranker.model, load_file(str(folder / "adapter" / "adapter_model.safetensors")))
+    saved = read_json(info_file) if info_file.exists() else {}
+    if saved.get("settings") == settings:
+        load_adapter_weights(ranker.model, folder / "adapter")
         ranker.model.eval()
-        return read_json(info_file)
+        return saved
     t0 = time.perf_counter()
     log = train_title_lm(ranker.model, ranker.tokenizer, ds, steps=ev.likelihood_tuning_steps, batch_size=8,
                          lr=ev.likelihood_tuning_lr, history=cfg.tasks.max_history,

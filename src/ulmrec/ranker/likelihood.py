@@ -175,14 +175,20 @@ class TitleLikelihood:
 
 
 # ----------------------------------------------------------------------------------------- tuning
-def training_positions(ds: Dataset, n: int, seed: int = 0) -> list[tuple[int, int]]:
-    """``n`` (user, position ``t >= 1``) of the users' TRAINING sequences (the items before each user's
-    validation item): a user with two training items uniformly, then ``t`` uniformly."""
-    rng = np.random.default_rng([seed, 13])
+def _training_sequences(ds: Dataset) -> tuple[list, np.ndarray]:
+    """(every user's TRAINING sequence: the items before their validation item, the users with two or more)."""
     seqs = [ds.history(u, "valid") for u in range(ds.num_users)]
     users = np.array([u for u, s in enumerate(seqs) if len(s) >= 2])
     if not len(users):
         raise ValueError("no user has two training items")
+    return seqs, users
+
+
+def training_positions(ds: Dataset, n: int, seed: int = 0) -> list[tuple[int, int]]:
+    """``n`` (user, position ``t >= 1``) of the users' TRAINING sequences (the items before each user's
+    validation item): a user with two training items uniformly, then ``t`` uniformly."""
+    rng = np.random.default_rng([seed, 13])
+    seqs, users = _training_sequences(ds)
     return [(int(u), int(rng.integers(1, len(seqs[int(u)])))) for u in rng.choice(users, size=n)]
 
 
@@ -205,10 +211,7 @@ def training_windows(ds: Dataset, n: int, length: int, seed: int = 0) -> list[li
     if length < 2:
         raise ValueError("a training window needs length >= 2")
     rng = np.random.default_rng([seed, 17])
-    seqs = [ds.history(u, "valid") for u in range(ds.num_users)]
-    users = np.array([u for u, s in enumerate(seqs) if len(s) >= 2])
-    if not len(users):
-        raise ValueError("no user has two training items")
+    seqs, users = _training_sequences(ds)
     order = np.concatenate([rng.permutation(users) for _ in range(-(-n // len(users)))])[:n]
     return [[int(i) for i in seqs[int(u)][-length:]] for u in order]
 

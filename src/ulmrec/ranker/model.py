@@ -299,6 +299,15 @@ def save_adapter(model, tokenizer, directory: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def load_adapter_weights(model, directory: Path) -> None:
+    """The adapter weights :func:`save_adapter` wrote into ``directory``, loaded into an already LoRA-wrapped
+    ``model`` of the same shape (before an optimizer is made: PEFT may replace the trainable-token parameters
+    rather than copy into them)."""
+    from peft import load_peft_weights, set_peft_model_state_dict
+
+    set_peft_model_state_dict(model, load_peft_weights(str(directory), device="cpu"))
+
+
 def load_ranker(cfg: RankerConfig, adapter_dir: Path, device: str, trainable: bool = False, merge: bool = False):
     """A trained ranker: the base model, the adapter's tokenizer (with its index tokens) and the adapter.
     ``merge`` (scoring only, never with ``trainable``): the adapter is folded into the base weights and the

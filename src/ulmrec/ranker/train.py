@@ -32,7 +32,7 @@ from ulmrec.errors import ConfigError
 from ulmrec.io import read_json, write_json, write_text
 from ulmrec.metrics import metrics_from_ranks
 from ulmrec.ranker.config import RankerConfig
-from ulmrec.ranker.model import save_adapter
+from ulmrec.ranker.model import load_adapter_weights, save_adapter
 from ulmrec.ranker.predict import lm_parts, ranks_from_scores, score_encoded
 from ulmrec.ranker.verbalizer import IGNORE, encode_prompts, encode_samples, letter_token_ids
 from ulmrec.tasks.base import Sample
@@ -296,14 +296,6 @@ def _save_checkpoint(accelerator, model, tokenizer, optimizer, state: TrainState
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _load_weights(model, ckpt: Path) -> None:
-    """The checkpoint's adapter weights into ``model`` (before the optimizer is made: PEFT may replace the
-    trainable-token parameters rather than copy into them)."""
-    from peft import load_peft_weights, set_peft_model_state_dict
-
-    set_peft_model_state_dict(model, load_peft_weights(str(ckpt / "adapter"), device="cpu"))
-
-
 # ----------------------------------------------------------------------------------------- validation
 def _validate(accelerator, model, tokenizer, samples: list[Sample], prompts: list[list[int]], cfg: RankerConfig) -> dict:
     from accelerate.utils import gather_object
@@ -380,7 +372,7 @@ def train_ranker(model, tokenizer, train_samples: list[Sample], valid_samples: l
     state = TrainState(total_steps=steps)
     resume = (ckpt / "state.json").exists()
     if resume:
-        _load_weights(model, ckpt)
+        load_adapter_weights(model, ckpt / "adapter")  # before the optimizer is made
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if resume:
