@@ -168,6 +168,21 @@ def markdown(out: dict) -> str:
                      f"{t['with_ulmrec']['retriever_weight']}, title weight {t['with_ulmrec']['title_weight']}, "
                      f"chosen on {t['with_ulmrec']['valid_users']} validation users" if t.get("with_ulmrec") else "")
                   + "."]
+    if res.get("title_likelihood"):
+        from ulmrec.evaluation.stage import _by_signal, _tuning_text
+
+        t = res["title_likelihood"]
+        lines += ["", "LM title likelihood rows (beyond the paper; the LM read as a language model, not through the "
+                  f"letters): each candidate's title scored by `{t['signal']}`"
+                  + (f" (chosen on validation over {_by_signal(t['valid_NDCG@10_by_signal'])})"
+                     if t.get("valid_NDCG@10_by_signal") else "")
+                  + f" after the user's last {t['history']} history titles ({t['title_tokens']} tokens a title), "
+                  f"{_tuning_text(t['model'], t.get('tuning'))}; \"Retriever + LM title likelihood\" = the "
+                  f"retriever's score + {t['weight']} x that score"
+                  + (f"; with the title similarity: title w {t['with_title_similarity']['title_weight']}, likelihood "
+                     f"w {t['with_title_similarity']['likelihood_weight']}" if t.get("with_title_similarity") else "")
+                  + f", chosen on {t['valid_users']} validation Rank users. These rows read no preference sentence "
+                  "and no user index."]
     if res.get("preferences"):
         lines += ["", f"Preference sentences: {res['preferences']}."]
     lines += ["", "Settings: " + ", ".join(f"`{o}`" for o in out["overrides"] if not o.startswith("run_dir"))]

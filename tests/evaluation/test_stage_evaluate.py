@@ -207,7 +207,8 @@ def test_title_likelihood_rows_choose_their_weights_on_validation(evaluated, tmp
     monkeypatch.setattr(title_signal, "TextEncoder", _BrandEncoder)
     sub = load_config(None, [f"run_dir={run_dir}", f"ranker.model={model}", *_overrides(cfg),
                              "evaluate.title_similarity=true", "evaluate.title_likelihood=true",
-                             "evaluate.likelihood_grid=[0, 1, 100]", "evaluate.position_check=false"])
+                             "evaluate.likelihood_signal=pmi", "evaluate.likelihood_grid=[0, 1, 100]",
+                             "evaluate.position_check=false"])
     run_stage(get_stage("evaluate"), sub)
     res = json.loads((run_dir / "evaluate" / "results.json").read_text())
     assert list(res["models"])[-2:] == [LIKELIHOOD, LIKELIHOOD_TITLE]
@@ -256,7 +257,7 @@ def test_a_tuned_title_lm_is_trained_on_training_titles_saved_and_read_back(eval
     sub = load_config(None, [f"run_dir={run_dir}", f"ranker.model={model}", *_overrides(cfg),
                              "evaluate.title_likelihood=true", "evaluate.likelihood_tuning_steps=4",
                              "evaluate.likelihood_tuning_lr=0.01", "evaluate.likelihood_grid=[0, 1, 100]",
-                             "evaluate.position_check=false"])
+                             "evaluate.likelihood_signal=pmi", "evaluate.position_check=false"])
     assert {"likelihood_tuning_steps", "likelihood_tuning_lr"} <= set(_params(sub)["evaluate"])
     run_stage(get_stage("evaluate"), sub)
     res = json.loads((run_dir / "evaluate" / "results.json").read_text())
@@ -283,3 +284,61 @@ def test_a_tuned_title_lm_is_trained_on_training_titles_saved_and_read_back(eval
     for n, p in fresh.model.named_parameters():
         if "lora_" in n:
             assert torch.allclose(p.float(), saved[n].float()), n
+
+
+def test_auto_signal_is_chosen_on_validation_and_an_earlier_adapter_is_read(evaluated, tmp_path):
+    """evaluate.likelihood_signal=auto scores cond and pmi in one pass and keeps the one whose fused row is better
+    on the validation users (a tie: pmi); evaluate.likelihood_adapter reads a title LM tuned earlier (its
+    train.json describes it in results.md), the adapter's weights are part of the stage's inputs, and a folder
+    without an adapter is a one-line error naming the setting."""
+    import shutil
+
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ulmrec.config import load_config
+    from ulmrec.errors import ConfigError
+    from ulmrec.evaluation import stats
+    from ulmrec.evaluation.stage import LIKELIHOOD, _inputs, _params, _tune_title_lm
+    from ulmrec.metrics import target_rank
+    from ulmrec.ranker.engine import Ranker
+    from ulmrec.ranker.likelihood import TitleLikelihood
+
+    src, cfg, model, _ = evaluated
+    run_dir = tmp_path / "run"
+    shutil.copytree(src, run_dir, ignore=shutil.ignore_patterns("evaluate", ".evaluate.partial"))
+    base = [f"run_dir={run_dir}", f"ranker.model={model}", *_overrides(cfg), "evaluate.title_likelihood=true",
+            "evaluate.likelihood_grid=[0, 1, 100]", "evaluate.position_check=false"]
+    # an adapter tuned elsewhere (here: the stage's own tuning, 2 steps, into another folder)
+    tuner = load_config(None, [*base, "evaluate.likelihood_tuning_steps=2", "evaluate.likelihood_tuning_lr=0.05"])
+    from ulmrec.data.dataset import Dataset
+
+    _tune_title_lm(tuner, Ranker.build(tuner.ranker, (), "cpu"), Dataset.load(run_dir), tmp_path / "elsewhere")
+    folder = tmp_path / "elsewhere" / "title_lm"
+    sub = load_config(None, [*base, f"evaluate.likelihood_adapter={folder}"])
+    assert sub.evaluate.likelihood_signal == "auto" and "likelihood_adapter" in _params(sub)["evaluate"]
+    assert folder / "adapter" in _inputs(sub, run_dir)
+    run_stage(get_stage("evaluate"), sub)
+    res = json.loads((run_dir / "evaluate" / "results.json").read_text())
+    t = res["title_likelihood"]
+    by = t["valid_NDCG@10_by_signal"]
+    assert set(by) == {"cond", "pmi"}
+    assert t["signal"] == ("cond" if by["cond"] > by["pmi"] else "pmi")
+    assert t["tuning"]["adapter"] == str(folder) and t["tuning"]["settings"]["steps"] == 2
+    md = (run_dir / "evaluate" / "results.md").read_text()
+    assert f"the LoRA of `{folder}` (2 steps x 8" in md and "chosen on validation over `cond` N@10" in md
+    # the rows equal a fresh scorer over that adapter with the chosen signal and weight
+    ranks, ds, users, lists, retr = _scored_lists(run_dir)
+    lm = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(str(model)), str(folder / "adapter")).eval()
+    score = TitleLikelihood(lm, AutoTokenizer.from_pretrained(str(model)), ds, history=sub.tasks.max_history,
+                            max_title_tokens=sub.evaluate.likelihood_title_tokens).score(
+        users, lists, "test", progress=False)[t["signal"]]
+    targets = np.array([c.index(int(x)) for c, x in zip(lists, ranks["target"], strict=True)])
+    expected = target_rank(stats.fuse(retr, score, t["weight"]), targets, np.isfinite(retr)).numpy()
+    assert ranks[LIKELIHOOD].tolist() == expected.tolist()
+    # off: the setting leaves the fingerprint; a folder without an adapter: a clear error
+    assert "likelihood_adapter" not in _params(load_config(None, base))["evaluate"]
+    with pytest.raises(ConfigError, match=r"evaluate\.likelihood_adapter: .*adapter_config\.json not found"):
+        _inputs(load_config(None, [*base, f"evaluate.likelihood_adapter={tmp_path}"]), run_dir)
+    with pytest.raises(Exception, match="likelihood_adapter and evaluate.likelihood_tuning_steps"):
+        load_config(None, [*base, f"evaluate.likelihood_adapter={folder}", "evaluate.likelihood_tuning_steps=1"])

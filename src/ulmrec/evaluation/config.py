@@ -50,9 +50,11 @@ class EvaluateConfig:
     "Retriever + LM title likelihood" = the retriever's score + w x that score, w chosen on likelihood_users
     validation Rank users; with title_similarity also "Retriever + title similarity + LM title likelihood"
     (both weights chosen on the same users), which shows whether the LM adds anything beyond the similarity."""
-    likelihood_signal: str = "pmi"
+    likelihood_signal: str = "auto"
     """(str) 'pmi': log p(title | history) - log p(title | no history), what the history adds to how likely the
-    title is anyway; 'cond': log p(title | history)."""
+    title is anyway; 'cond': log p(title | history); 'auto': both are scored (one pass) and the one whose fused
+    row is better on the likelihood_users validation users is used (the untuned LM chose 'pmi', the tuned one
+    'cond' in benchmarks/results/title_likelihood.md)."""
     likelihood_users: int = 200
     """(int) Validation Rank users the title-likelihood weights are chosen on (0 = all)."""
     likelihood_title_tokens: int = 12
@@ -68,6 +70,10 @@ class EvaluateConfig:
     minutes of one core that benchmarks/results/title_likelihood.md gave it."""
     likelihood_tuning_lr: float = 1e-3
     """(float) Learning rate of that tuning (AdamW, 20 warm-up steps, then constant)."""
+    likelihood_adapter: str = ""
+    """(str) A folder holding a title-LM adapter trained earlier (adapter/ and train.json: an evaluate stage's
+    title_lm/, or a `benchmarks/title_likelihood.py train` tag folder): the title-likelihood rows read the LM
+    with that adapter (its own LoRA layout) instead of tuning one. Exclusive with likelihood_tuning_steps."""
     bootstrap: int = 2000
     """(int) Bootstrap resamples of the users for the paired 95 % intervals."""
 
@@ -82,8 +88,9 @@ class EvaluateConfig:
             raise ValueError(f"evaluate.fusion_grid must be a non-empty list of weights >= 0, got {self.fusion_grid}")
         if not self.title_grid or any(w < 0 for w in self.title_grid):
             raise ValueError(f"evaluate.title_grid must be a non-empty list of weights >= 0, got {self.title_grid}")
-        if self.likelihood_signal not in ("pmi", "cond"):
-            raise ValueError(f"evaluate.likelihood_signal must be 'pmi' or 'cond', got {self.likelihood_signal!r}")
+        if self.likelihood_signal not in ("pmi", "cond", "auto"):
+            raise ValueError(f"evaluate.likelihood_signal must be 'pmi', 'cond' or 'auto', got "
+                             f"{self.likelihood_signal!r}")
         if self.likelihood_users < 0 or self.likelihood_title_tokens < 1:
             raise ValueError("evaluate.likelihood_users must be >= 0 and evaluate.likelihood_title_tokens >= 1")
         if not self.likelihood_grid or any(w < 0 for w in self.likelihood_grid):
@@ -91,5 +98,8 @@ class EvaluateConfig:
                              f"{self.likelihood_grid}")
         if self.likelihood_tuning_steps < 0 or self.likelihood_tuning_lr <= 0:
             raise ValueError("evaluate.likelihood_tuning_steps must be >= 0 and evaluate.likelihood_tuning_lr > 0")
+        if self.likelihood_adapter and self.likelihood_tuning_steps:
+            raise ValueError("evaluate.likelihood_adapter and evaluate.likelihood_tuning_steps > 0 both set: the "
+                             "title-likelihood rows read one LM (set one of them)")
         if self.chunk_users < 1:
             raise ValueError(f"evaluate.chunk_users must be >= 1, got {self.chunk_users}")

@@ -48,6 +48,7 @@ LIKELIHOOD, LIKELIHOOD_TITLE = "Retriever + LM title likelihood", "Retriever + t
 #: directories evaluated before they existed stay current
 LIKELIHOOD_KEYS = ("likelihood_signal", "likelihood_users", "likelihood_title_tokens", "likelihood_grid")
 TUNING_KEYS = ("likelihood_tuning_steps", "likelihood_tuning_lr")
+SIGNALS = ("cond", "pmi")  # the column blocks of the scores with likelihood_signal=auto
 
 
 def _adapters(cfg: Config, run_dir: Path) -> list[tuple[str, Path, str]]:
@@ -70,7 +71,19 @@ def _inputs(cfg: Config, run_dir: Path) -> list[Path]:
         if provenance.exists():  # which sentences the results used is part of results.json
             files.append(provenance)
     files += sorted({a for _, a, _ in _adapters(cfg, run_dir)})
+    if cfg.evaluate.title_likelihood and cfg.evaluate.likelihood_adapter:
+        files.append(likelihood_adapter_dir(cfg))
     return files
+
+
+def likelihood_adapter_dir(cfg: Config) -> Path:
+    """The adapter/ folder of ``evaluate.likelihood_adapter``; a clear error where it holds none."""
+    folder = Path(cfg.evaluate.likelihood_adapter).expanduser()
+    for need in (folder / "adapter" / "adapter_config.json", folder / "train.json"):
+        if not need.exists():
+            raise ConfigError(f"evaluate.likelihood_adapter: {need} not found (the folder needs adapter/ and "
+                              "train.json: an evaluate stage's title_lm/ or a benchmarks/title_likelihood.py tag)")
+    return folder / "adapter"
 
 
 def _params(cfg: Config) -> dict:
@@ -83,6 +96,8 @@ def _params(cfg: Config) -> dict:
     if not (cfg.evaluate.title_likelihood and cfg.evaluate.likelihood_tuning_steps):
         for key in TUNING_KEYS:  # untuned: earlier run directories stay current
             ev.pop(key)
+    if not (cfg.evaluate.title_likelihood and cfg.evaluate.likelihood_adapter):
+        ev.pop("likelihood_adapter")  # its weights are an input file (_inputs) where set
     return {"evaluate": ev, "tasks": dataclasses.asdict(cfg.tasks),
             "ranker": dataclasses.asdict(cfg.ranker), "seed": cfg.seed}
 
@@ -336,12 +351,13 @@ def _title_rows(cfg: Config, run_dir: Path, ds: Dataset, emb: np.ndarray, cands:
 
 
 class _LikelihoodScorer:
-    """:meth:`Ranker.score`'s interface over :class:`ulmrec.ranker.likelihood.TitleLikelihood` (one signal), so
-    :func:`score_in_chunks` saves and resumes it like the letter scores."""
+    """:meth:`Ranker.score`'s interface over :class:`ulmrec.ranker.likelihood.TitleLikelihood`, so
+    :func:`score_in_chunks` saves and resumes it like the letter scores: ``(N, n)`` scores of one signal, or
+    with ``evaluate.likelihood_signal=auto`` ``(N, 2n)``: [cond | pmi], each padded to ``n`` with -inf."""
 
-    def __init__(self, ranker, ds: Dataset, cfg: Config):
+    def __init__(self, ranker, ds: Dataset, cfg: Config, n: int):
         ev = cfg.evaluate
-        self.signal = ev.likelihood_signal
+        self.signal, self.n = ev.likelihood_signal, n
         self.scorer = TitleLikelihood(ranker.model, ranker.tokenizer, ds, history=cfg.tasks.max_history,
                                       max_title_tokens=ev.likelihood_title_tokens, device=ranker.device)
 
@@ -353,7 +369,12 @@ class _LikelihoodScorer:
         if len(splits) != 1:
             raise ValueError(f"one split at a time, got {sorted(map(str, splits))}")
         users, lists = _listed(samples)
-        return self.scorer.score(users, lists, splits.pop())[self.signal], time.perf_counter() - t0
+        out = self.scorer.score(users, lists, splits.pop())
+        if self.signal != "auto":
+            return out[self.signal], time.perf_counter() - t0
+        both = [np.pad(out[k], ((0, 0), (0, self.n - out[k].shape[1])), constant_values=-np.inf)
+                for k in SIGNALS]
+        return np.concatenate(both, axis=1), time.perf_counter() - t0
 
 
 def _tune_title_lm(cfg: Config, ranker, ds: Dataset, out: Path) -> dict:
@@ -394,31 +415,61 @@ def _likelihood_rows(cfg: Config, run_dir: Path, ds: Dataset, emb: np.ndarray | 
 
     ev, hist = cfg.evaluate, cfg.tasks.max_history
     t0 = time.perf_counter()
-    if ev.likelihood_tuning_steps:
-        seed_everything(cfg.seed)  # the LoRA's A init matters once it is tuned: the same run, the same adapter
-    ranker = Ranker.build(cfg.ranker, (), device)  # untuned: LoRA B = 0, no added tokens
+    if ev.likelihood_adapter:  # trained earlier: the LM with that adapter, in the adapter's own LoRA layout
+        folder = likelihood_adapter_dir(cfg).parent
+        ranker = Ranker.load(cfg.ranker, folder / "adapter", device)
+        info = read_json(folder / "train.json")
+        tuning = {"adapter": str(folder), **{k: v for k, v in info.items() if k != "log"}}
+        if info.get("log"):
+            tuning["loss_first_last_20"] = [float(np.mean([e["loss"] for e in info["log"][:20]])),
+                                            float(np.mean([e["loss"] for e in info["log"][-20:]]))]
+    else:
+        if ev.likelihood_tuning_steps:
+            seed_everything(cfg.seed)  # the LoRA's A init matters once it is tuned: the same run, the same adapter
+        ranker = Ranker.build(cfg.ranker, (), device)  # untuned: LoRA B = 0, no added tokens
     load_s = time.perf_counter() - t0  # the tuning's own seconds are in its summary
-    tuning = _tune_title_lm(cfg, ranker, ds, out) if ev.likelihood_tuning_steps else None
-    scorer = _LikelihoodScorer(ranker, ds, cfg)
+    if ev.likelihood_tuning_steps:
+        tuning = _tune_title_lm(cfg, ranker, ds, out)
+    elif not ev.likelihood_adapter:
+        tuning = None
+    scorer = _LikelihoodScorer(ranker, ds, cfg, n)
     valid_cands = pd.read_parquet(art.candidates_path(run_dir, "valid"))
     v_samples = samples_for("no_index", valid_cands, "valid", ev.likelihood_users)
-    v_lm, _ = score_in_chunks(scorer, v_samples, cfg, out / "parts", "title likelihood valid")
-    t_lm, seconds = score_in_chunks(scorer, test_samples, cfg, out / "parts", "title likelihood test")
+    tag = " both" if ev.likelihood_signal == "auto" else ""  # other chunk files: another width
+    v_lm, _ = score_in_chunks(scorer, v_samples, cfg, out / "parts", f"title likelihood{tag} valid")
+    t_lm, seconds = score_in_chunks(scorer, test_samples, cfg, out / "parts", f"title likelihood{tag} test")
     if emb is not None:  # (retriever scores, title similarity) of both splits
         v_retr, v_sim = _title_terms(ds, emb, valid_cands, *_listed(v_samples), "valid", n, hist)
         t_retr, t_sim = _title_terms(ds, emb, cands, *_listed(test_samples), "test", n, hist)
     else:
         v_retr = _retriever_scores(valid_cands, *_listed(v_samples), n)
         t_retr = _retriever_scores(cands, *_listed(test_samples), n)
-    # (N, n) and 0 outside the retriever's list: fuse() keeps the candidates where the retriever's score is finite
-    v_lm, t_lm = (np.where(np.isfinite(r), np.pad(x, ((0, 0), (0, n - x.shape[1])), constant_values=0.0), 0.0)
-                  for x, r in ((v_lm, v_retr), (t_lm, t_retr)))
+    def dense(x: np.ndarray, r: np.ndarray) -> np.ndarray:
+        """(N, n) and 0 outside the retriever's list: fuse() keeps the candidates where the retriever's score
+        is finite."""
+        return np.where(np.isfinite(r), np.pad(x, ((0, 0), (0, n - x.shape[1])), constant_values=0.0), 0.0)
+
     targets = [s.target for s in v_samples]
+    if ev.likelihood_signal == "auto":  # each signal's best weight on the validation users, then the better one
+        chosen = {}
+        for j, sig in enumerate(SIGNALS):
+            w_j, by_j = stats.choose_fusion_weight(v_retr, dense(v_lm[:, j * n:(j + 1) * n], v_retr), targets,
+                                                   grid=ev.likelihood_grid)
+            chosen[sig] = (max(by_j.values()), w_j, by_j)
+        signal = max(reversed(SIGNALS), key=lambda k: chosen[k][0])  # a tie goes to pmi (the untuned LM's)
+        j = SIGNALS.index(signal)
+        v_lm, t_lm = v_lm[:, j * n:(j + 1) * n], t_lm[:, j * n:(j + 1) * n]
+        by_signal = {k: v[0] for k, v in chosen.items()}
+    else:
+        signal, by_signal = ev.likelihood_signal, None
+    v_lm, t_lm = dense(v_lm, v_retr), dense(t_lm, t_retr)
     w, by_w = stats.choose_fusion_weight(v_retr, v_lm, targets, grid=ev.likelihood_grid)
     rows = [(LIKELIHOOD, stats.fuse(t_retr, t_lm, w), seconds, load_s)]
-    summary = {"signal": ev.likelihood_signal, "weight": w, "valid_users": len(v_samples), "history": hist,
+    summary = {"signal": signal, "weight": w, "valid_users": len(v_samples), "history": hist,
                "title_tokens": ev.likelihood_title_tokens, "model": cfg.ranker.model, "tuning": tuning,
                "valid_NDCG@10_by_weight": {str(k): v for k, v in by_w.items()}}
+    if by_signal:
+        summary["valid_NDCG@10_by_signal"] = by_signal
     if emb is not None:
         (w_s, w_l), by = stats.choose_fusion_weights(v_retr, [v_sim, v_lm], targets,
                                                      [ev.title_grid, ev.likelihood_grid])
@@ -439,6 +490,24 @@ def preference_note(run_dir: Path) -> str:
     if art.SOURCE_PREFERENCES.path(run_dir).exists():
         return "shipped with the data (GPT-3.5, written from all reviews: they see the validation and test period)"
     return "none"
+
+
+def _by_signal(by: dict) -> str:
+    return ", ".join(f"`{k}` N@10 {v:.4f}" for k, v in by.items())
+
+
+def _tuning_text(model: str, tuning: dict | None) -> str:
+    """How the title-likelihood LM was tuned, from the stage's own tuning or an earlier adapter's train.json."""
+    if not tuning:
+        return f"the untuned {model}"
+    if "adapter" in tuning:  # evaluate.likelihood_adapter: an evaluate stage's or the benchmark's train.json
+        steps = tuning.get("settings", tuning).get("steps", "?")
+        batch = tuning.get("settings", tuning).get("batch_size", "?")
+        objective = tuning.get("objective", "every-title" if "settings" in tuning else "?")
+        return (f"{model} with the LoRA of `{tuning['adapter']}` ({steps} steps x {batch}, objective {objective}, "
+                f"{float(tuning.get('seconds', 0)):.0f} s of tuning)")
+    return (f"{model} with a LoRA tuned for {tuning['settings']['steps']} x 8 windows of training titles (loss on "
+            f"every title; {tuning['seconds']:.0f} s)")
 
 
 def results_markdown(summary: dict, ks: list[int]) -> str:
@@ -471,10 +540,10 @@ def results_markdown(summary: dict, ks: list[int]) -> str:
                      "users)" if t.get("with_ulmrec") else "") + ". Beyond the paper: the similarity row has no LLM."]
     if summary.get("title_likelihood"):
         t = summary["title_likelihood"]
-        tuned = (f"{t['model']} with a LoRA tuned for {t['tuning']['settings']['steps']} x 8 windows of training "
-                 f"titles (loss on every title; {t['tuning']['seconds']:.0f} s)" if t.get("tuning")
-                 else f"the untuned {t['model']}")
-        lines += ["", f"LM title likelihood (`{t['signal']}`, {tuned}, last {t['history']} history "
+        lines += ["", f"LM title likelihood (`{t['signal']}`"
+                  + (f", chosen on validation over {_by_signal(t['valid_NDCG@10_by_signal'])}"
+                     if t.get("valid_NDCG@10_by_signal") else "")
+                  + f", {_tuning_text(t['model'], t.get('tuning'))}, last {t['history']} history "
                   f"titles, {t['title_tokens']} tokens a title): w = {t['weight']} for \"{LIKELIHOOD}\""
                   + (f"; \"{LIKELIHOOD_TITLE}\": title w = {t['with_title_similarity']['title_weight']}, likelihood "
                      f"w = {t['with_title_similarity']['likelihood_weight']}" if t.get("with_title_similarity") else "")
