@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -160,3 +162,33 @@ def test_cross_fitted_training_candidates(ring, tmp_path):
 
     with pytest.raises(ConfigError, match="train_candidates_folds must be >= 1"):
         load_config(overrides=["retrieval.train_candidates_folds=0"])
+
+
+def test_turning_on_training_lists_reuses_the_trained_retriever(ring, tmp_path, monkeypatch):
+    """Only retrieval.train_candidates changed: the stage lists the training prefixes with the retriever it trained
+    before (no training; the same weights, log and validation/test lists, the record says so); a changed training
+    setting trains again."""
+    import ulmrec.retrieval.stage as stage
+
+    ring.save(tmp_path / "data")
+    base = [f"run_dir={tmp_path}", "retrieval.epochs=2", *TINY]
+    run_stage(get_stage("retrieve"), load_config(overrides=base))
+    out = tmp_path / "retrieval"
+    before = {n: (out / n).read_bytes() for n in ("model.safetensors", "train_log.json", "candidates_valid.parquet",
+                                                  "candidates_test.parquet")}
+    trained = read_json(out / "metrics.json")["training"]
+    assert not (out / "candidates_train.parquet").exists()
+    monkeypatch.setattr(stage, "fit_retriever", lambda *a, **k: pytest.fail("trained again"))
+    rec = run_stage(get_stage("retrieve"), load_config(overrides=[*base, "retrieval.train_candidates=true"]))
+    assert rec["skipped"] is False and "earlier run" in rec["summary"]["reused"]
+    assert rec["summary"]["epochs"] == trained["epochs"]
+    for name, data in before.items():
+        if name.endswith(".parquet"):
+            pd.testing.assert_frame_equal(pd.read_parquet(out / name), pd.read_parquet(io.BytesIO(data)))
+        else:
+            assert (out / name).read_bytes() == data, name
+    train = pd.read_parquet(out / "candidates_train.parquet")
+    assert len(train) == read_json(out / "metrics.json")["train"]["prefixes"] > 0
+    with pytest.raises(pytest.fail.Exception, match="trained again"):  # another training setting: trains
+        run_stage(get_stage("retrieve"), load_config(overrides=[*base, "retrieval.train_candidates=true",
+                                                                "retrieval.lr=0.01"]))

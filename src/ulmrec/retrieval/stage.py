@@ -11,6 +11,7 @@ validation item (LlamaRec). Training checkpoints live in the stage's partial dir
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import shutil
 import time
@@ -26,7 +27,7 @@ from ulmrec.errors import DataError
 from ulmrec.io import read_json, write_json, write_parquet, write_safetensors, write_yaml
 from ulmrec.retrieval.candidates import candidates_frame, full_ranking_metrics, rank_next_items
 from ulmrec.retrieval.data import split_histories, train_prefixes, training_windows
-from ulmrec.retrieval.models import build_model, model_card
+from ulmrec.retrieval.models import build_model, load_retriever, model_card
 from ulmrec.retrieval.train import Trainer
 from ulmrec.stage import Stage
 from ulmrec.utils import resolve_device, seed_everything
@@ -50,6 +51,36 @@ def _params(cfg: Config) -> dict:
 ADDED_AT_DEFAULT = {"train_candidates_folds": 1}
 
 
+#: Settings that only decide which training prefixes are listed after training: where nothing else changed, the
+#: stage reuses the retriever it trained before (weights, training record and log) instead of training it again.
+LISTING_ONLY = ("train_candidates", "train_candidates_folds")
+
+
+def _earlier_retriever(cfg: Config, run_dir: Path) -> tuple | None:
+    """``(model, training record, training log)`` of the finished retrieval stage in ``run_dir`` where it was trained
+    on the same inputs with the same settings, the LISTING_ONLY ones aside; else None."""
+    from ulmrec.pipeline import STAGE_RECORD, stage_fingerprint  # the pipeline imports the stages
+
+    final = run_dir / art.RETRIEVAL
+    files = [final / STAGE_RECORD, final / art.RETRIEVER_WEIGHTS.name, final / art.RETRIEVER_CARD.name,
+             final / art.RETRIEVAL_METRICS.name, final / art.RETRIEVAL_LOG.name]
+    if not all(f.exists() for f in files):
+        return None
+    record, now = read_json(files[0]), stage_fingerprint(STAGE, cfg, run_dir)
+
+    def trained_by(params: dict) -> dict:  # as stage.json holds it (JSON: tuples are lists)
+        return json.loads(json.dumps({k: v for k, v in params.items() if k not in LISTING_ONLY}))
+
+    if record.get("inputs") != now["inputs"] or trained_by(record.get("params", {})) != trained_by(now["params"]):
+        return None
+    training = read_json(files[3]).get("training")
+    if not training:
+        return None
+    model = load_retriever(final, resolve_device(cfg.device))
+    return model, {**training, "reused": f"trained by an earlier run of this stage ({record.get('finished')})"}, \
+        read_json(files[4])
+
+
 def _inputs(cfg: Config, run_dir: Path) -> list[Path]:
     return [art.INTERACTIONS.path(run_dir)]
 
@@ -67,17 +98,25 @@ def _build(cfg: Config, run_dir: Path, out: Path) -> dict:
                         f"and the test item are needed), e.g. user_idx {short[0]}",
                         art.INTERACTIONS.path(run_dir), field="user_idx")
     valid_h, valid_t = split_histories(ds, "valid")
-    model, state = fit_retriever(rc, ds.num_items, ds.train_sequences(), valid_h, valid_t, out / "checkpoints",
-                                 device, cfg.seed, f"retrieval: {rc.model} on {ds.num_users} users, {ds.num_items} items")
-    training = {"epochs": state.epoch, "steps": state.step, "best_epoch": state.best_epoch,
-                f"best_valid_{rc.best_metric}": state.best, "stopped": state.stopped,
-                "train_seconds": round(state.seconds, 1), "cut_by_wall_clock": state.stopped == "time",
-                "seconds_per_epoch": round(sum(h["train_s"] for h in state.history) / max(state.epoch, 1), 2)}
-    if state.stopped == "time":
+    earlier = _earlier_retriever(cfg, run_dir)
+    if earlier is not None:
+        model, training, history = earlier
+        log.info("retrieval: only %s changed: the retriever trained before is reused (%d epochs), its lists written "
+                 "again", "/".join(LISTING_ONLY), training.get("epochs", 0))
+    else:
+        model, state = fit_retriever(rc, ds.num_items, ds.train_sequences(), valid_h, valid_t, out / "checkpoints",
+                                     device, cfg.seed,
+                                     f"retrieval: {rc.model} on {ds.num_users} users, {ds.num_items} items")
+        history = read_json(out / "checkpoints" / "trainer_state.json")["history"]
+        training = {"epochs": state.epoch, "steps": state.step, "best_epoch": state.best_epoch,
+                    f"best_valid_{rc.best_metric}": state.best, "stopped": state.stopped,
+                    "train_seconds": round(state.seconds, 1), "cut_by_wall_clock": state.stopped == "time",
+                    "seconds_per_epoch": round(sum(h["train_s"] for h in state.history) / max(state.epoch, 1), 2)}
+    if training["stopped"] == "time":
         log.warning("retrieval: TRAINING CUT SHORT BY THE WALL CLOCK (retrieval.max_minutes=%g) after %d of %d epochs: "
                     "this model depends on the machine's speed and load, not only on the settings and seed (recorded "
                     f"as cut_by_wall_clock in {art.RETRIEVAL_METRICS.name} and {art.STAGE_RECORD}); set retrieval.max_minutes=0 for a "
-                    "reproducible run", rc.max_minutes, state.epoch, rc.epochs)
+                    "reproducible run", rc.max_minutes, training["epochs"], rc.epochs)
     write_safetensors(out / art.RETRIEVER_WEIGHTS.name, model.state_dict(), metadata={"model": rc.model})
     write_yaml(out / art.RETRIEVER_CARD.name, model_card(rc.model, model, training=training))
 
@@ -109,11 +148,11 @@ def _build(cfg: Config, run_dir: Path, out: Path) -> dict:
 
     for fold_ckpt in out.glob("checkpoints_fold*"):
         shutil.rmtree(fold_ckpt)
-    ckpt = out / "checkpoints"
-    write_json(out / art.RETRIEVAL_LOG.name, read_json(ckpt / "trainer_state.json")["history"])
-    shutil.rmtree(ckpt)
-    return {"model": rc.model, "epochs": state.epoch, "stopped": state.stopped,
-            **({"cut_by_wall_clock": True} if state.stopped == "time" else {}),
+    write_json(out / art.RETRIEVAL_LOG.name, history)
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    return {"model": rc.model, "epochs": training["epochs"], "stopped": training["stopped"],
+            **({"cut_by_wall_clock": True} if training["stopped"] == "time" else {}),
+            **({"reused": training["reused"]} if "reused" in training else {}),
             "train_seconds": training["train_seconds"],
             **{f"test_{k}": round(v, 4) for k, v in metrics["test"].items() if k in ("NDCG@10", "Recall@10", "Recall@20")}}
 
