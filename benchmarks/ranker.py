@@ -84,8 +84,13 @@ def main() -> int:
     parser.add_argument("--evaluate-only", action="store_true",
                         help="take the finished ranker stage of --run-dir as it is (even when its fingerprint is "
                              "from another commit) and run only the evaluate stage")
+    parser.add_argument("--add-pairs", nargs="+", metavar="'A - B'", default=None,
+                        help="add paired differences (rows of the saved result, same bootstrap settings as the stage) "
+                             "from --run-dir's evaluate/ranks.parquet to the saved result, and re-render it")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
+    if args.add_pairs:
+        return add_pairs(args)
     if args.render_only:
         from _common import RESULTS, write_text
 
@@ -121,6 +126,49 @@ def main() -> int:
     save(args.name or f"ranker_{args.dataset}", out, markdown(out))
     print(json.dumps({k: v["Rank"]["NDCG@10"] for k, v in res["models"].items()}))
     return 0
+
+
+def add_pairs(args) -> int:
+    """``--add-pairs``: paired differences between rows the evaluate stage wrote per user (ranks.parquet) but did
+    not pair, computed like the stage's (``stats.paired_table``: its metrics, bootstrap count and seed)."""
+    import pandas as pd
+    from _common import RESULTS, write_text
+
+    from ulmrec.evaluation.stats import paired_table
+    from ulmrec.io import write_json
+
+    name = args.name or f"ranker_{args.dataset}"
+    out = read_json(RESULTS / f"{name}.json")
+    run_dir = Path(args.run_dir or REPO / "runs" / f"bench-ranker-{args.dataset}")
+    ranks = pd.read_parquet(run_dir / "evaluate" / "ranks.parquet")
+    cfg = load_config([args.dataset], out["overrides"])
+    pairs = [tuple(p.split(" - ", 1)) for p in args.add_pairs]
+    for a, b in pairs:
+        if a not in ranks.columns or b not in ranks.columns:
+            raise SystemExit(f"--add-pairs: {a!r} or {b!r} is not a row of {run_dir / 'evaluate' / 'ranks.parquet'}")
+    metrics = list(next(iter(out["results"]["paired"].values())))
+    first = out["results"]["models"]
+    for row in dict.fromkeys(x for p in pairs for x in p):  # the saved rows must be these users' rows
+        if abs(first[row]["Rank"]["NDCG@10"] - _ndcg10(ranks[row].to_numpy())) > 1e-9:
+            raise SystemExit(f"--add-pairs: {run_dir / 'evaluate' / 'ranks.parquet'} is not the saved result's run")
+    table = paired_table({k: ranks[k].to_numpy() for k in dict.fromkeys(x for p in pairs for x in p)},
+                         reference=pairs[0][1], extra_pairs=pairs, metrics=metrics,
+                         n_boot=cfg.evaluate.bootstrap, seed=cfg.seed)
+    for a, b in pairs:
+        out["results"]["paired"][f"{a} - {b}"] = table[f"{a} - {b}"]
+    note = f"pairs {', '.join(args.add_pairs)} added from evaluate/ranks.parquet by `{' '.join(sys.argv)}`"
+    out["provenance"] = f"{out['provenance']}; {note}" if out.get("provenance") else note
+    write_json(RESULTS / f"{name}.json", out)
+    m = out["machine"]
+    write_text(RESULTS / f"{name}.md", f"{markdown(out)}\n\nCommand: `{out['command']}`  \nDate: {out['date']}  \n"
+               f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, torch {m['torch']}\n")
+    return 0
+
+
+def _ndcg10(ranks) -> float:
+    from ulmrec.metrics import metrics_from_ranks
+
+    return metrics_from_ranks(ranks, [10])["NDCG@10"]
 
 
 def markdown(out: dict) -> str:

@@ -197,7 +197,7 @@ def test_title_likelihood_rows_choose_their_weights_on_validation(evaluated, tmp
 
     from ulmrec.config import load_config
     from ulmrec.evaluation import stats, title_signal
-    from ulmrec.evaluation.stage import LIKELIHOOD, LIKELIHOOD_TITLE, TITLE, _params
+    from ulmrec.evaluation.stage import FUSED_TITLE, LIKELIHOOD, LIKELIHOOD_TITLE, TITLE, _params
     from ulmrec.metrics import target_rank
     from ulmrec.ranker.likelihood import TitleLikelihood
 
@@ -226,6 +226,8 @@ def test_title_likelihood_rows_choose_their_weights_on_validation(evaluated, tmp
     assert t["with_title_similarity"]["likelihood_weight"] in (0, 1, 100)
     for name in (LIKELIHOOD, LIKELIHOOD_TITLE):
         assert f"{name} - {RETRIEVER}" in res["paired"] and f"{name} - {TITLE}" in res["paired"]
+    # the LM read as a language model vs read through the letters, each fused the same way
+    assert f"{LIKELIHOOD} - {FUSED}" in res["paired"] and f"{LIKELIHOOD_TITLE} - {FUSED_TITLE}" in res["paired"]
     assert LIKELIHOOD not in res["letter_histogram"]
     assert "LM title likelihood" in (run_dir / "evaluate" / "results.md").read_text()
     # off: no likelihood key in the fingerprint's settings (earlier run directories stay current); on: all of them

@@ -268,7 +268,7 @@ def _build(cfg: Config, run_dir: Path, out: Path) -> dict:
         results[name].update(Rank=rank, Overall=overall)
     metrics = [f"{m}@{k}" for k in ks for m in ("NDCG", "Recall", "MRR")]
     extra = [(ULMREC, LLAMAREC), (FUSED, ULMREC), (ULMREC, ZERO_SHOT), (ULMREC, SHUFFLED), (FUSED_TITLE, TITLE),
-             (LIKELIHOOD, TITLE), (LIKELIHOOD_TITLE, TITLE)]
+             (LIKELIHOOD, TITLE), (LIKELIHOOD_TITLE, TITLE), (LIKELIHOOD, FUSED), (LIKELIHOOD_TITLE, FUSED_TITLE)]
     paired = stats.paired_table({k: per_user[k].to_numpy() for k in order}, reference=RETRIEVER,
                                 extra_pairs=[p for p in extra if p[0] in results and p[1] in results],
                                 metrics=metrics, n_boot=ev.bootstrap, seed=cfg.seed)
