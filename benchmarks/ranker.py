@@ -132,10 +132,9 @@ def add_pairs(args) -> int:
     """``--add-pairs``: paired differences between rows the evaluate stage wrote per user (ranks.parquet) but did
     not pair, computed like the stage's (``stats.paired_table``: its metrics, bootstrap count and seed)."""
     import pandas as pd
-    from _common import RESULTS, write_text
+    from _common import RESULTS
 
     from ulmrec.evaluation.stats import paired_table
-    from ulmrec.io import write_json
 
     name = args.name or f"ranker_{args.dataset}"
     out = read_json(RESULTS / f"{name}.json")
@@ -158,10 +157,7 @@ def add_pairs(args) -> int:
         out["results"]["paired"][f"{a} - {b}"] = table[f"{a} - {b}"]
     note = f"pairs {', '.join(args.add_pairs)} added from evaluate/ranks.parquet by `{' '.join(sys.argv)}`"
     out["provenance"] = f"{out['provenance']}; {note}" if out.get("provenance") else note
-    write_json(RESULTS / f"{name}.json", out)
-    m = out["machine"]
-    write_text(RESULTS / f"{name}.md", f"{markdown(out)}\n\nCommand: `{out['command']}`  \nDate: {out['date']}  \n"
-               f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, torch {m['torch']}\n")
+    save(name, out, markdown(out))  # the JSON and its Markdown, as the run wrote them
     return 0
 
 

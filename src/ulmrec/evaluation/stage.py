@@ -377,6 +377,11 @@ class _LikelihoodScorer:
         return np.concatenate(both, axis=1), time.perf_counter() - t0
 
 
+def _loss_ends(log: list[dict]) -> list[float]:
+    """Mean loss of a tuning log's first and last 20 steps."""
+    return [float(np.mean([e["loss"] for e in log[:20]])), float(np.mean([e["loss"] for e in log[-20:]]))]
+
+
 def _tune_title_lm(cfg: Config, ranker, ds: Dataset, out: Path) -> dict:
     """Tune ``ranker``'s LoRA in place on every title of windows of the users' training sequences
     (``evaluate.likelihood_tuning_steps``), or load the adapter an earlier run of the stage saved with the same
@@ -400,8 +405,7 @@ def _tune_title_lm(cfg: Config, ranker, ds: Dataset, out: Path) -> dict:
                          every_title=True)
     save_adapter(ranker.model, ranker.tokenizer, folder / "adapter")
     info = {"settings": settings, "seconds": round(time.perf_counter() - t0, 1),
-            "loss_first_last_20": [float(np.mean([e["loss"] for e in log[:20]])),
-                                   float(np.mean([e["loss"] for e in log[-20:]]))], "log": log}
+            "loss_first_last_20": _loss_ends(log), "log": log}
     write_json(info_file, info)  # last: its presence means the adapter is complete
     return info
 
@@ -414,15 +418,14 @@ def _likelihood_rows(cfg: Config, run_dir: Path, ds: Dataset, emb: np.ndarray | 
     from ulmrec.evaluation import stats  # defers scipy (0.1 s)
 
     ev, hist = cfg.evaluate, cfg.tasks.max_history
-    t0 = time.perf_counter()
+    t0, tuning = time.perf_counter(), None
     if ev.likelihood_adapter:  # trained earlier: the LM with that adapter, in the adapter's own LoRA layout
         folder = likelihood_adapter_dir(cfg).parent
         ranker = Ranker.load(cfg.ranker, folder / "adapter", device)
         info = read_json(folder / "train.json")
         tuning = {"adapter": str(folder), **{k: v for k, v in info.items() if k != "log"}}
         if info.get("log"):
-            tuning["loss_first_last_20"] = [float(np.mean([e["loss"] for e in info["log"][:20]])),
-                                            float(np.mean([e["loss"] for e in info["log"][-20:]]))]
+            tuning["loss_first_last_20"] = _loss_ends(info["log"])
     else:
         if ev.likelihood_tuning_steps:
             seed_everything(cfg.seed)  # the LoRA's A init matters once it is tuned: the same run, the same adapter
@@ -430,8 +433,6 @@ def _likelihood_rows(cfg: Config, run_dir: Path, ds: Dataset, emb: np.ndarray | 
     load_s = time.perf_counter() - t0  # the tuning's own seconds are in its summary
     if ev.likelihood_tuning_steps:
         tuning = _tune_title_lm(cfg, ranker, ds, out)
-    elif not ev.likelihood_adapter:
-        tuning = None
     scorer = _LikelihoodScorer(ranker, ds, cfg, n)
     valid_cands = pd.read_parquet(art.candidates_path(run_dir, "valid"))
     v_samples = samples_for("no_index", valid_cands, "valid", ev.likelihood_users)
@@ -450,20 +451,15 @@ def _likelihood_rows(cfg: Config, run_dir: Path, ds: Dataset, emb: np.ndarray | 
         return np.where(np.isfinite(r), np.pad(x, ((0, 0), (0, n - x.shape[1])), constant_values=0.0), 0.0)
 
     targets = [s.target for s in v_samples]
-    if ev.likelihood_signal == "auto":  # each signal's best weight on the validation users, then the better one
-        chosen = {}
-        for j, sig in enumerate(SIGNALS):
-            w_j, by_j = stats.choose_fusion_weight(v_retr, dense(v_lm[:, j * n:(j + 1) * n], v_retr), targets,
-                                                   grid=ev.likelihood_grid)
-            chosen[sig] = (max(by_j.values()), w_j, by_j)
-        signal = max(reversed(SIGNALS), key=lambda k: chosen[k][0])  # a tie goes to pmi (the untuned LM's)
-        j = SIGNALS.index(signal)
-        v_lm, t_lm = v_lm[:, j * n:(j + 1) * n], t_lm[:, j * n:(j + 1) * n]
-        by_signal = {k: v[0] for k, v in chosen.items()}
-    else:
-        signal, by_signal = ev.likelihood_signal, None
-    v_lm, t_lm = dense(v_lm, v_retr), dense(t_lm, t_retr)
-    w, by_w = stats.choose_fusion_weight(v_retr, v_lm, targets, grid=ev.likelihood_grid)
+    auto = ev.likelihood_signal == "auto"
+    blocks = ({sig: (v_lm[:, j * n:(j + 1) * n], t_lm[:, j * n:(j + 1) * n]) for j, sig in enumerate(SIGNALS)}
+              if auto else {ev.likelihood_signal: (v_lm, t_lm)})
+    fits = {sig: stats.choose_fusion_weight(v_retr, dense(v, v_retr), targets, grid=ev.likelihood_grid)
+            for sig, (v, _) in blocks.items()}  # each signal's best weight on the validation users
+    signal = max(reversed(list(fits)), key=lambda k: max(fits[k][1].values()))  # a tie goes to pmi (untuned LM's)
+    w, by_w = fits[signal]
+    v_lm, t_lm = dense(blocks[signal][0], v_retr), dense(blocks[signal][1], t_retr)
+    by_signal = {k: max(b.values()) for k, (_, b) in fits.items()} if auto else None
     rows = [(LIKELIHOOD, stats.fuse(t_retr, t_lm, w), seconds, load_s)]
     summary = {"signal": signal, "weight": w, "valid_users": len(v_samples), "history": hist,
                "title_tokens": ev.likelihood_title_tokens, "model": cfg.ranker.model, "tuning": tuning,
@@ -501,8 +497,8 @@ def _tuning_text(model: str, tuning: dict | None) -> str:
     if not tuning:
         return f"the untuned {model}"
     if "adapter" in tuning:  # evaluate.likelihood_adapter: an evaluate stage's or the benchmark's train.json
-        steps = tuning.get("settings", tuning).get("steps", "?")
-        batch = tuning.get("settings", tuning).get("batch_size", "?")
+        spec = tuning.get("settings", tuning)  # the stage's train.json nests its settings, the benchmark's does not
+        steps, batch = spec.get("steps", "?"), spec.get("batch_size", "?")
         objective = tuning.get("objective", "every-title" if "settings" in tuning else "?")
         return (f"{model} with the LoRA of `{tuning['adapter']}` ({steps} steps x {batch}, objective {objective}, "
                 f"{float(tuning.get('seconds', 0)):.0f} s of tuning)")

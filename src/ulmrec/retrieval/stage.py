@@ -68,8 +68,7 @@ def _earlier_retriever(cfg: Config, run_dir: Path) -> tuple | None:
     then = {k: v for k, v in record.get("params", {}).items() if k not in LISTING_ONLY}
     now = json.loads(json.dumps({k: v for k, v in _params(cfg).items() if k not in LISTING_ONLY}))  # as JSON holds it
     neutral = {name.split(".", 1)[1] for name in RESULT_NEUTRAL if name.startswith("retrieval.")}
-    if any(now[k] != v for k, v in then.items() if k in now) or set(then) - set(now) \
-            or set(now) - set(then) - neutral:
+    if then != {k: v for k, v in now.items() if k not in neutral}:  # the record leaves the neutral ones out
         return None
     if sorted(record.get("inputs", {}).values()) != sorted(file_digest(p) for p in _inputs(cfg, run_dir)):
         return None
