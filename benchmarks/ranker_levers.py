@@ -78,6 +78,17 @@ LEVERS = {
     "retriever top-20 shuffled + skip, residual on the retriever's scores (weight 1)": [
         "tasks.train_candidates=retriever_shuffled", "tasks.shuffle_candidates=true", "tasks.missing_target=skip",
         "ranker.residual_weight=1.0"],
+    # the LoRA started from a title LM tuned on the training titles (ranker.init_adapter, --title-lm): the letter
+    # ranker begins with the item knowledge whose absence makes it copy the list order
+    "from the every-title LM: retriever order + skip": [
+        "tasks.train_candidates=retriever", "tasks.shuffle_candidates=false", "tasks.missing_target=skip",
+        "ranker.init_adapter={title_lm}"],
+    "from the every-title LM: retriever top-20 shuffled + skip": [
+        "tasks.train_candidates=retriever_shuffled", "tasks.shuffle_candidates=true", "tasks.missing_target=skip",
+        "ranker.init_adapter={title_lm}"],
+    "from the every-title LM, next-item task only: retriever order + skip": [
+        "tasks.train_candidates=retriever", "tasks.shuffle_candidates=false", "tasks.missing_target=skip",
+        "tasks.enabled=[next_item]", "ranker.init_adapter={title_lm}"],
     "retriever order + skip, alignment tasks x3": [
         "tasks.train_candidates=retriever", "tasks.shuffle_candidates=false", "tasks.missing_target=skip",
         *[f"tasks.ratios.{t}=3" for t in ("index_to_preference", "preference_to_index", "history_to_index",
@@ -157,6 +168,9 @@ def main() -> int:
     ap.add_argument("--stopped", nargs="*", default=[],
                     help="levers (name prefixes) stopped before their last step: never retrained, reported by their "
                          "selection curve only")
+    ap.add_argument("--title-lm", type=Path, default=None,
+                    help="the title LM the 'from the every-title LM' levers begin with (ranker.init_adapter): a "
+                         "benchmarks/title_likelihood.py tag folder")
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
     base = args.runs.resolve()
@@ -169,6 +183,10 @@ def main() -> int:
     if len(set(slugs)) != len(slugs):  # a run directory per lever: two names must not share one
         raise SystemExit(f"two levers share a run directory name: {sorted(x for x in slugs if slugs.count(x) > 1)}")
     levers = {k: v for k, v in LEVERS.items() if not args.only or any(k.startswith(o) for o in args.only)}
+    if any("{title_lm}" in o for v in levers.values() for o in v):
+        if args.title_lm is None:
+            raise SystemExit("the 'from the every-title LM' levers need --title-lm (see --only)")
+        levers = {k: [o.format(title_lm=args.title_lm.resolve()) for o in v] for k, v in levers.items()}
     load_before = os.getloadavg()
     stopped = [k for k in levers if any(k.startswith(o) for o in args.stopped)]
     queue = [kv for kv in levers.items() if kv[0] not in stopped and not (base / slug(kv[0]) / "valid_ranks.json").exists()]

@@ -31,6 +31,14 @@ class RankerConfig:
     index_tokens: Literal["added", "text"] = "added"
     """(str) 'added': user index tokens like <a_167> become new vocabulary entries whose embedding rows are
     trained (the paper); 'text': they are spelled out in ordinary pieces (the authors' release)."""
+    init_adapter: str = ""
+    """(str) Start the LoRA of both trained adapters (ULMRec and the LlamaRec-style baseline) from an adapter
+    tuned earlier instead of from zero (beyond the paper): a folder holding adapter/ (an evaluate stage's
+    title_lm/ or a benchmarks/title_likelihood.py tag, e.g. the every-title LM, which has read the item titles
+    the letter ranker must judge) or an adapter folder itself, for the same base model. Its LoRA layout (rank,
+    alpha, target modules, top layers) replaces lora_r / lora_alpha / lora_targets / lora_layers; its LoRA
+    weights are the start of training (index-token rows start fresh) and an input of the stage. Its tuning time
+    is not part of the ranker's budget: report it beside. '' = a fresh LoRA (the paper)."""
     lora_r: int = 8
     """(int) LoRA rank."""
     lora_alpha: int = 32

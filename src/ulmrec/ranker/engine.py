@@ -23,7 +23,14 @@ import numpy as np
 from ulmrec.config import Config
 from ulmrec.ranker import predict  # called as predict.score_samples, so that a test can patch it
 from ulmrec.ranker.config import RankerConfig
-from ulmrec.ranker.model import build_ranker, load_ranker, load_tokenizer, resolve_model
+from ulmrec.ranker.model import (
+    build_ranker,
+    load_ranker,
+    load_tokenizer,
+    model_layers,
+    resolve_model,
+    with_init_layout,
+)
 from ulmrec.ranker.train import train_ranker
 from ulmrec.tasks import read_identities
 from ulmrec.tasks.base import Sample
@@ -96,11 +103,17 @@ class Ranker:
         return cls(model, tok, cfg, device)
 
     @classmethod
-    def build(cls, cfg: RankerConfig, index_tokens: Sequence[str] = (), device: str | None = None) -> Ranker:
-        """A fresh LoRA ranker; ``index_tokens`` join the vocabulary when ``cfg.index_tokens == 'added'``."""
+    def build(cls, cfg: RankerConfig, index_tokens: Sequence[str] = (), device: str | None = None,
+              init: Path | None = None) -> Ranker:
+        """A fresh LoRA ranker; ``index_tokens`` join the vocabulary when ``cfg.index_tokens == 'added'``.
+        ``init``: an adapter folder whose LoRA layout and weights the new LoRA starts from (``ranker.init_adapter``,
+        :func:`ulmrec.ranker.model.init_adapter_dir`); the ranker's settings then carry that layout."""
         device = _device(device)
         set_threads(cfg)
-        model, tok = build_ranker(cfg, list(index_tokens), device)
+        if init is not None:
+            path, _ = resolve_model(cfg)
+            cfg = with_init_layout(cfg, Path(init), model_layers(path))
+        model, tok = build_ranker(cfg, list(index_tokens), device, init=init)
         return cls(model, tok, cfg, device)
 
     def score(self, samples: Sequence[Sample], batch_size: int | None = None, progress: bool = True,

@@ -137,6 +137,13 @@ def model_context_length(path: str) -> int:
     return int(getattr(conf, "max_position_embeddings", 0) or 0)
 
 
+def model_layers(path: str) -> int:
+    """The number of decoder layers of the model at ``path`` (from its config)."""
+    from transformers import AutoConfig
+
+    return int(AutoConfig.from_pretrained(path).num_hidden_layers)
+
+
 # ----------------------------------------------------------------------------------------- tokenizer
 def load_tokenizer(path: str | Path, index_tokens: list[str] | None = None):
     """The model's tokenizer, right padding, a pad token, and ``index_tokens`` added as whole tokens."""
@@ -263,8 +270,10 @@ def trainables_to_float32(model) -> None:
             p.data = p.data.float()
 
 
-def build_ranker(cfg: RankerConfig, index_tokens: list[str], device: str):
-    """A fresh LoRA ranker and its tokenizer. ``index_tokens`` are added when ``cfg.index_tokens == 'added'``."""
+def build_ranker(cfg: RankerConfig, index_tokens: list[str], device: str, init: Path | None = None):
+    """A fresh LoRA ranker and its tokenizer. ``index_tokens`` are added when ``cfg.index_tokens == 'added'``.
+    ``init`` (an adapter folder, ``ranker.init_adapter``): the LoRA starts from that adapter's weights, in its
+    layout (``cfg`` must already carry it: :func:`with_init_layout`)."""
     from peft import get_peft_model
 
     path, quantize = resolve_model(cfg)
@@ -273,8 +282,67 @@ def build_ranker(cfg: RankerConfig, index_tokens: list[str], device: str):
     model = load_base_model(path, cfg, device, quantize, len(tok))
     _check_targets(model, cfg)
     model = get_peft_model(model, lora_config(cfg, added_token_ids(tok, added) if added else [], model))
+    if init is not None:
+        load_init_lora(model, init)
     trainables_to_float32(model)
     return model, tok
+
+
+# ----------------------------------------------------------------------------------------- ranker.init_adapter
+def init_adapter_dir(cfg: RankerConfig) -> Path | None:
+    """The adapter folder ``ranker.init_adapter`` names (``<folder>/adapter`` or the folder itself); None when
+    unset; a ConfigError when it holds no adapter."""
+    if not cfg.init_adapter:
+        return None
+    folder = Path(cfg.init_adapter).expanduser()
+    for cand in (folder / "adapter", folder):
+        if (cand / "adapter_config.json").exists() and (cand / "adapter_model.safetensors").exists():
+            return cand
+    raise ConfigError(f"ranker.init_adapter={cfg.init_adapter!r}: no adapter there (expected adapter_config.json "
+                      "and adapter_model.safetensors in the folder or in its adapter/: an evaluate stage's "
+                      "title_lm/, a benchmarks/title_likelihood.py tag, or a ranker's adapter/)")
+
+
+def with_init_layout(cfg: RankerConfig, adapter: Path, n_layers: int) -> RankerConfig:
+    """``cfg`` with the LoRA layout of the adapter in ``adapter`` (rank, alpha, targets, top layers)."""
+    import dataclasses
+    import json
+
+    conf = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))
+    if conf.get("peft_type") != "LORA":
+        raise ConfigError(f"ranker.init_adapter: {adapter} is a {conf.get('peft_type')} adapter, not LoRA")
+    targets = conf.get("target_modules") or []
+    targets = [targets] if isinstance(targets, str) else sorted(targets)
+    layers = conf.get("layers_to_transform")
+    if layers is None:
+        top = 0
+    else:
+        layers = sorted([layers] if isinstance(layers, int) else layers)
+        top = len(layers)
+        if layers != list(range(n_layers - top, n_layers)):
+            raise ConfigError(f"ranker.init_adapter: {adapter} adapts layers {layers}, not the top layers of a "
+                              f"{n_layers}-layer model (ranker.lora_layers can only name the top ones)")
+    return dataclasses.replace(cfg, lora_r=int(conf["r"]), lora_alpha=int(conf["lora_alpha"]),
+                               lora_targets=targets, lora_layers=top)
+
+
+def load_init_lora(model, adapter: Path) -> None:
+    """Copy the LoRA A/B weights of ``adapter`` into ``model`` (same layout); every one must find its place.
+    Index-token rows are not copied: they keep their fresh start."""
+    from peft import get_peft_model_state_dict, load_peft_weights, set_peft_model_state_dict
+
+    weights = {k: v for k, v in load_peft_weights(str(adapter), device="cpu").items() if "lora_" in k}
+    own = get_peft_model_state_dict(model, save_embedding_layers=False)
+    mine = {k for k in own if "lora_" in k}
+    if weights.keys() != mine:
+        extra, lacking = sorted(weights.keys() - mine), sorted(mine - weights.keys())
+        raise ConfigError(f"ranker.init_adapter: {adapter} does not fit ranker.model: {len(lacking)} LoRA weights "
+                          f"not in the adapter, {len(extra)} not in the model (e.g. {(lacking or extra)[0]})")
+    try:
+        set_peft_model_state_dict(model, {**own, **weights})
+    except RuntimeError as err:  # a shape mismatch: another base model or rank
+        raise ConfigError(f"ranker.init_adapter: {adapter} does not fit ranker.model "
+                          f"({str(err).strip().splitlines()[-1].strip()})") from err
 
 
 def _check_targets(model, cfg: RankerConfig) -> None:

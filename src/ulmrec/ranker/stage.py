@@ -26,7 +26,7 @@ from ulmrec.ranker.engine import (
     set_threads,
     title_cutter,
 )
-from ulmrec.ranker.model import load_tokenizer, model_context_length, resolve_model
+from ulmrec.ranker.model import init_adapter_dir, load_tokenizer, model_context_length, resolve_model
 from ulmrec.ranker.train import check_prompt_lengths
 from ulmrec.stage import Stage
 from ulmrec.tasks import build_eval_samples, build_training_samples, check_run_settings, load_preferences
@@ -54,6 +54,7 @@ def check_settings(cfg: Config) -> str:
                           f"training candidates, but tasks.train_candidates={cfg.tasks.train_candidates} does not read "
                           "them; set tasks.train_candidates=retriever (or retriever_shuffled) or ranker.residual_weight=0")
     path, _ = resolve_model(cfg.ranker)
+    init_adapter_dir(cfg.ranker)  # a named adapter must exist
     context = model_context_length(path)
     if context and cfg.ranker.max_length > context:
         raise ConfigError(f"ranker.max_length={cfg.ranker.max_length} is longer than the model allows "
@@ -71,6 +72,9 @@ def _inputs(cfg: Config, run_dir: Path) -> list[Path]:
     for optional in (art.PREFERENCE_TABLE.path(run_dir), art.SOURCE_PREFERENCES.path(run_dir)):
         if optional.exists():
             files.append(optional)
+    init = init_adapter_dir(cfg.ranker)
+    if init is not None:  # the starting weights
+        files.append(init / "adapter_model.safetensors")
     return files
 
 
@@ -143,7 +147,8 @@ def train_one(cfg: Config, run_dir: Path, out: Path, baseline: bool) -> dict:
     train, valid, report, identities = build_samples(cfg, run_dir, probe, baseline)
     tokens = [] if baseline else index_tokens_of(identities)
     seed_everything(cfg.seed)
-    ranker = Ranker.build(cfg.ranker, tokens, device)
+    init = init_adapter_dir(cfg.ranker)
+    ranker = Ranker.build(cfg.ranker, tokens, device, init=init)
     longest = check_prompt_lengths(ranker.tokenizer, valid, cfg.ranker.max_length, "validation")
     report.update(index_tokens_added=len(tokens) if cfg.ranker.index_tokens == "added" else 0,
                   longest_valid_prompt=longest)
@@ -153,6 +158,10 @@ def train_one(cfg: Config, run_dir: Path, out: Path, baseline: bool) -> dict:
         steps = cfg.ranker.baseline_max_steps
     summary = ranker.train(train, valid, out, seed=cfg.seed, max_steps=steps, name=name)
     summary["tasks"] = report["used_samples"]
+    if init is not None:
+        r = ranker.cfg
+        summary["init_adapter"] = {"adapter": str(init), "lora_r": r.lora_r, "lora_alpha": r.lora_alpha,
+                                   "lora_targets": r.lora_targets, "lora_layers": r.lora_layers}
     return summary
 
 
