@@ -183,10 +183,7 @@ def main() -> int:
     if len(set(slugs)) != len(slugs):  # a run directory per lever: two names must not share one
         raise SystemExit(f"two levers share a run directory name: {sorted(x for x in slugs if slugs.count(x) > 1)}")
     levers = {k: v for k, v in LEVERS.items() if not args.only or any(k.startswith(o) for o in args.only)}
-    if any("{title_lm}" in o for v in levers.values() for o in v):
-        if args.title_lm is None:
-            raise SystemExit("the 'from the every-title LM' levers need --title-lm (see --only)")
-        levers = {k: [o.format(title_lm=args.title_lm.resolve()) for o in v] for k, v in levers.items()}
+    levers = with_title_lm(levers, args.title_lm)
     load_before = os.getloadavg()
     stopped = [k for k in levers if any(k.startswith(o) for o in args.stopped)]
     queue = [kv for kv in levers.items() if kv[0] not in stopped and not (base / slug(kv[0]) / "valid_ranks.json").exists()]
@@ -225,7 +222,11 @@ def main() -> int:
                 subprocess.run(cmd, check=True, cwd=REPO)
     if args.no_report:
         return 0
-    result = {**header(), "source": args.source, "common_overrides": common, "levers": levers,
+    title_lm = None
+    if args.title_lm is not None and any("ranker.init_adapter=" in o for v in levers.values() for o in v):
+        info = json.loads((args.title_lm / "train.json").read_text())
+        title_lm = {"path": str(args.title_lm), **{k: v for k, v in info.items() if k != "log"}}
+    result = {**header(), "source": args.source, "common_overrides": common, "levers": levers, "title_lm": title_lm,
               "loadavg_before": load_before, "rows": {},
               "stopped": {name: stopped_curve(base / slug(name)) for name in stopped}}
     levers = {k: v for k, v in levers.items() if k not in stopped}  # the table: finished levers only
@@ -289,6 +290,17 @@ def main() -> int:
             result["paired"][f"{name} - {skip}"] = {"NDCG@10": row["vs_skip"]}
     save(args.out, result, markdown(result))
     return 0
+
+
+def with_title_lm(levers: dict[str, list[str]], title_lm: Path | None) -> dict[str, list[str]]:
+    """The levers with ``{title_lm}`` (the 'from the every-title LM' levers' ranker.init_adapter) filled in."""
+    if not any("{title_lm}" in o for v in levers.values() for o in v):
+        return levers
+    if title_lm is None:
+        raise SystemExit("the 'from the every-title LM' levers need --title-lm (or leave them out with --only)")
+    if not (title_lm / "adapter" / "adapter_config.json").exists():
+        raise SystemExit(f"--title-lm {title_lm}: no adapter/ there (a benchmarks/title_likelihood.py tag folder)")
+    return {k: [o.replace("{title_lm}", str(title_lm.resolve())) for o in v] for k, v in levers.items()}
 
 
 def fusion_row(scored: dict, retriever_ranks: list[int]) -> dict:
@@ -395,6 +407,12 @@ def markdown(r: dict) -> str:
               "Fused column: letter log-probability + w x the retriever's score (the evaluate stage's \"ULMRec + "
               "retriever\"), w chosen on a fixed random half of the validation users, the paired difference to "
               "the retriever's order on the other half."]
+    if r.get("title_lm"):
+        t = r["title_lm"]
+        lines += ["", f"The 'from the every-title LM' levers start their LoRA (`ranker.init_adapter`, its layout: "
+                  f"{len(t.get('lora_targets', []))} linear maps of the top {t.get('lora_layers')} layers) from the title LM "
+                  f"`{t['path']}`: {t.get('objective', 'next-title')} loss, {t['steps']} steps of {t['batch_size']} "
+                  f"training windows, {t['seconds']:.0f} s of one core, not counted in the train s column."]
     for name, row in r["rows"].items():
         if "vs_compare" in row:
             c = row["vs_compare"]

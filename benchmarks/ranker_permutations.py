@@ -131,11 +131,19 @@ def scorings(a: dict) -> tuple[str, str]:
 
 def paired_rows(adapters: dict) -> dict:
     """``{"<row> - <other row>": {"NDCG@10": interval}}``: every row against the retriever's order (fused rows
-    too), against the zero-shot row scored the same way, and the mean of the orders against one order."""
+    too), against the zero-shot row scored the same way, against the first adapter scored the same way, and the
+    mean of the orders against one order."""
     from ulmrec.evaluation.stats import paired_bootstrap
 
     out, zero = {}, adapters.get(ZERO_SHOT)
+    ref = next((k for k in adapters if k != ZERO_SHOT), None)
     for key, a in adapters.items():
+        if key not in (ref, ZERO_SHOT):
+            for row in scorings(a):
+                x = a[row]
+                x["vs_first"] = paired_bootstrap(x["ranks"], adapters[ref][row]["ranks"], metrics=("NDCG@10",),
+                                                 seed=0)["NDCG@10"]
+                out[f"{key}, {row} - {ref}, {row}"] = {"NDCG@10": x["vs_first"]}
         for row in scorings(a):
             x = a[row]
             out[f"{key}, {row} - Retriever order"] = {"NDCG@10": x["vs_retriever"]}
@@ -169,6 +177,12 @@ def markdown(r: dict) -> str:
             z = ci(x["vs_zero_shot"]) if "vs_zero_shot" in x else ""
             lines.append(f"| {name} | {a['best_step']} | {row} | {x['valid']['NDCG@10']:.4f} | {ci(x['vs_retriever'])} | "
                          f"{z} | {x['top1_A']:.2f} | {ci(x['fused']['vs_retriever'])} (w {x['fused']['weight']:g}) |")
+    firsts = [(name, row, a[row]["vs_first"]) for name, a in r["adapters"].items() for row in scorings(a)
+              if "vs_first" in a[row]]
+    if firsts:
+        ref = next(k for k, a in r["adapters"].items() if k != ZERO_SHOT and not any("vs_first" in a[x] for x in scorings(a)))
+        lines += ["", f"Minus the first adapter ({ref}), same scoring, same users: " + "; ".join(
+            f"{name}, {row} {ci(d)}" for name, row, d in firsts) + "."]
     lines += ["", "Mean of the orders minus one order, same users: " + "; ".join(
         f"{name} {ci(a['mean_vs_one'])}" for name, a in r["adapters"].items()) + ".", "",
         f"Preferences in the prompts: {r['preferences']}.",

@@ -50,3 +50,22 @@ def test_stopped_curve_reads_the_unfinished_stage_log(tmp_path):
     assert mod.stopped_curve(tmp_path) == {"evals": [[0, 0.28], [150, 0.19]], "selection_users": 100, "last_step": 160}
     with pytest.raises(SystemExit, match="no unfinished ranker stage"):
         mod.stopped_curve(tmp_path / "missing")
+
+
+def test_title_lm_levers_need_the_title_lm_and_get_its_path(tmp_path):
+    import pytest
+
+    mod = _module()
+    levers = {k: v for k, v in mod.LEVERS.items() if k.startswith("from the every-title LM")}
+    assert len(levers) == 3
+    plain = {mod.SKIP_RECIPE: mod.LEVERS[mod.SKIP_RECIPE]}
+    assert mod.with_title_lm(plain, None) == plain  # nothing to fill: no --title-lm needed
+    with pytest.raises(SystemExit, match="need --title-lm"):
+        mod.with_title_lm(levers, None)
+    with pytest.raises(SystemExit, match="no adapter/ there"):
+        mod.with_title_lm(levers, tmp_path)
+    (tmp_path / "adapter").mkdir()
+    (tmp_path / "adapter" / "adapter_config.json").write_text("{}")
+    filled = mod.with_title_lm(levers, tmp_path)
+    for over in filled.values():
+        assert f"ranker.init_adapter={tmp_path.resolve()}" in over and not any("{" in o for o in over)

@@ -97,3 +97,24 @@ def test_paired_rows_pair_every_row_with_the_retriever_and_the_zero_shot_row():
     vs_zero = paired[f"tuned, one order - {mod.ZERO_SHOT}, one order"]["NDCG@10"]
     assert vs_zero["lo"] > 0 and adapters["tuned"]["one order"]["vs_zero_shot"] == vs_zero
     assert not any(k.startswith(f"{mod.ZERO_SHOT}, one order - {mod.ZERO_SHOT}") for k in paired)
+
+
+def test_paired_rows_pair_later_adapters_with_the_first_one():
+    mod = _module()
+    n, c = 80, 20
+    rng, targets, retr, perms = _users(4, n, c, 2)
+
+    def saved(content):
+        return _saved([_shown(content, np.zeros(c), p) for p in perms], perms, targets, retr)
+
+    knows = np.full((n, c), -3.0)
+    knows[np.arange(n), targets] = 3.0
+    adapters = {mod.ZERO_SHOT: mod.analyse(saved(rng.normal(size=(n, c)))), "first": mod.analyse(saved(rng.normal(size=(n, c)))),
+                "better": mod.analyse(saved(knows))}
+    paired = mod.paired_rows(adapters)
+    d = paired["better, mean of 2 orders - first, mean of 2 orders"]["NDCG@10"]
+    assert d["lo"] > 0 and adapters["better"]["mean of 2 orders"]["vs_first"] == d
+    assert "vs_first" not in adapters["first"]["one order"] and "vs_first" not in adapters[mod.ZERO_SHOT]["one order"]
+    text = mod.markdown({"adapters": adapters, "orders": 2, "preferences": "none", "scored_now": 0,
+                         "loadavg_before": [0, 0, 0], "loadavg_after": [0, 0, 0]})
+    assert "Minus the first adapter (first), same scoring" in text and "better, mean of 2 orders +" in text
