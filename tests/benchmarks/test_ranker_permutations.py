@@ -78,16 +78,24 @@ def test_analyse_pairs_every_row_on_the_same_users():
     assert abs(out["random_order_NDCG@10"] - metrics_from_ranks(np.arange(c), (10,))["NDCG@10"]) < 1e-12
 
 
+def _no_prior(targets, retr, perms):
+    """saved(content): the scores of an LM without a position prior, shown in every order of ``perms``."""
+    c = retr.shape[1]
+    return lambda content: _saved([_shown(content, np.zeros(c), p) for p in perms], perms, targets, retr)
+
+
+def _knows(targets, c: int) -> np.ndarray:
+    """Content scores that put every user's target first."""
+    knows = np.full((len(targets), c), -3.0)
+    knows[np.arange(len(targets)), targets] = 3.0
+    return knows
+
+
 def test_paired_rows_pair_every_row_with_the_retriever_and_the_zero_shot_row():
     mod = _module()
     n, c = 80, 20
     rng, targets, retr, perms = _users(3, n, c, 2)
-
-    def saved(content):
-        return _saved([_shown(content, np.zeros(c), p) for p in perms], perms, targets, retr)
-
-    knows = np.full((n, c), -3.0)
-    knows[np.arange(n), targets] = 3.0
+    saved, knows = _no_prior(targets, retr, perms), _knows(targets, c)
     adapters = {mod.ZERO_SHOT: mod.analyse(saved(rng.normal(size=(n, c)))), "tuned": mod.analyse(saved(knows))}
     paired = mod.paired_rows(adapters)
     for key in (mod.ZERO_SHOT, "tuned"):
@@ -103,12 +111,7 @@ def test_paired_rows_pair_later_adapters_with_the_first_one():
     mod = _module()
     n, c = 80, 20
     rng, targets, retr, perms = _users(4, n, c, 2)
-
-    def saved(content):
-        return _saved([_shown(content, np.zeros(c), p) for p in perms], perms, targets, retr)
-
-    knows = np.full((n, c), -3.0)
-    knows[np.arange(n), targets] = 3.0
+    saved, knows = _no_prior(targets, retr, perms), _knows(targets, c)
     adapters = {mod.ZERO_SHOT: mod.analyse(saved(rng.normal(size=(n, c)))), "first": mod.analyse(saved(rng.normal(size=(n, c)))),
                 "better": mod.analyse(saved(knows))}
     paired = mod.paired_rows(adapters)
