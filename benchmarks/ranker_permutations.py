@@ -180,7 +180,7 @@ def markdown(r: dict) -> str:
     firsts = [(name, row, a[row]["vs_first"]) for name, a in r["adapters"].items() for row in scorings(a)
               if "vs_first" in a[row]]
     if firsts:
-        ref = next(k for k, a in r["adapters"].items() if k != ZERO_SHOT and not any("vs_first" in a[x] for x in scorings(a)))
+        ref = next(k for k in r["adapters"] if k != ZERO_SHOT)  # as paired_rows chose it
         lines += ["", f"Minus the first adapter ({ref}), same scoring, same users: " + "; ".join(
             f"{name}, {row} {ci(d)}" for name, row, d in firsts) + "."]
     lines += ["", "Mean of the orders minus one order, same users: " + "; ".join(

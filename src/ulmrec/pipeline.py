@@ -14,7 +14,6 @@ inference batch sizes) are left out of every stage's parameters. Each command ho
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 import shutil
@@ -28,12 +27,12 @@ from ulmrec.config import RESULT_NEUTRAL, Config
 from ulmrec.data.stage import STAGE as DATA
 from ulmrec.evaluation.stage import STAGE as EVALUATE
 from ulmrec.indexing.stage import STAGE as INDEX
-from ulmrec.io import file_digest, fingerprint, read_json, write_json, write_yaml
+from ulmrec.io import fingerprint, read_json, write_json, write_yaml
 from ulmrec.preferences.stage import STAGE as PREFERENCES
 from ulmrec.ranker.stage import STAGE as RANKER
 from ulmrec.retrieval.stage import STAGE as RETRIEVAL
 from ulmrec.runlock import ensure_run_dir, run_lock
-from ulmrec.stage import Stage
+from ulmrec.stage import Stage, stage_fingerprint, stage_params
 
 __all__ = ["STAGES", "Stage", "architecture_markdown", "available_stages", "get_stage", "run_all", "run_stage",
            "stage_fingerprint", "stage_params"]
@@ -59,56 +58,9 @@ def get_stage(name: str) -> Stage:
     raise KeyError(name)
 
 
-_NEUTRAL = "\x00result-neutral"
-
-
-def _strip_neutral(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k: _strip_neutral(v) for k, v in obj.items() if not (isinstance(v, str) and v == _NEUTRAL)}
-    if isinstance(obj, list | tuple):
-        return [_strip_neutral(v) for v in obj]
-    return obj
-
-
-def stage_params(stage: Stage, cfg: Config) -> dict[str, Any]:
-    """``stage.params(cfg)`` without the settings of :data:`ulmrec.config.RESULT_NEUTRAL`: the stage sees a copy
-    of ``cfg`` in which those fields hold a marker, and every entry holding the marker is dropped, whatever the
-    shape of the dict the stage returns (a flat section, nested sections, several sections)."""
-    masked = copy.copy(cfg)
-    sections: dict[str, Any] = {}
-    for name in RESULT_NEUTRAL:
-        section, field_name = name.split(".", 1)
-        if section not in sections:
-            sections[section] = copy.copy(getattr(cfg, section))  # no __post_init__: the marker is not validated
-            setattr(masked, section, sections[section])
-        object.__setattr__(sections[section], field_name, _NEUTRAL)
-    return _strip_neutral(stage.params(masked))
-
-
 def _neutral_values(cfg: Config) -> dict[str, Any]:
     """The values the result-neutral settings had (recorded in stage.json for provenance, not fingerprinted)."""
     return {name: getattr(getattr(cfg, name.split(".")[0]), name.split(".")[1]) for name in sorted(RESULT_NEUTRAL)}
-
-
-def input_key(path: Path, run_dir: Path) -> str:
-    """How an input file is named in a fingerprint: relative to the run directory when inside it (so a copied,
-    moved or differently spelled run directory keeps its fingerprints), else its absolute resolved path."""
-    resolved = Path(os.path.realpath(path))
-    try:
-        return resolved.relative_to(os.path.realpath(run_dir)).as_posix()
-    except ValueError:
-        return str(resolved)
-
-
-def stage_fingerprint(stage: Stage, cfg: Config, run_dir: Path) -> dict[str, Any]:
-    inputs = {}
-    for p in stage.inputs(cfg, run_dir):
-        p = Path(p)
-        if not p.exists():
-            raise FileNotFoundError(f"stage '{stage.name}' needs {p}, which does not exist; run the stage that "
-                                    "makes it first (or `ulmrec run`)")
-        inputs[input_key(p, run_dir)] = file_digest(p)
-    return {"params": stage_params(stage, cfg), "inputs": inputs}
 
 
 def is_current(stage: Stage, cfg: Config) -> bool:

@@ -1,15 +1,20 @@
-"""What a pipeline stage is. Ground level: every ``ulmrec/<pkg>/stage.py`` builds one :class:`Stage` (``STAGE``)
-from it, and :mod:`ulmrec.pipeline` lists them in order and runs them; no stage imports the pipeline."""
+"""What a pipeline stage is, and its fingerprint. Ground level: every ``ulmrec/<pkg>/stage.py`` builds one
+:class:`Stage` (``STAGE``) from it, and :mod:`ulmrec.pipeline` lists them in order and runs them; no stage imports
+the pipeline. :func:`stage_fingerprint` (settings less the result-neutral ones, input digests) lives here so a
+stage can compare its own earlier record (the retrieval stage's reuse of its trained retriever)."""
 
 from __future__ import annotations
 
+import copy
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ulmrec.artifacts import Artifact
-from ulmrec.config import Config
+from ulmrec.config import RESULT_NEUTRAL, Config
+from ulmrec.io import file_digest
 
 
 @dataclass
@@ -40,3 +45,51 @@ class Stage:
     """The artifacts ``build`` writes into the stage directory (optional ones only under some settings)."""
     sources: str = ""
     """What it reads from outside the run directory, in words (docs/ARCHITECTURE.md)."""
+
+
+# ----------------------------------------------------------------------------------------- fingerprints
+_NEUTRAL = "\x00result-neutral"
+
+
+def _strip_neutral(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _strip_neutral(v) for k, v in obj.items() if not (isinstance(v, str) and v == _NEUTRAL)}
+    if isinstance(obj, list | tuple):
+        return [_strip_neutral(v) for v in obj]
+    return obj
+
+
+def stage_params(stage: Stage, cfg: Config) -> dict[str, Any]:
+    """``stage.params(cfg)`` without the settings of :data:`ulmrec.config.RESULT_NEUTRAL`: the stage sees a copy
+    of ``cfg`` in which those fields hold a marker, and every entry holding the marker is dropped, whatever the
+    shape of the dict the stage returns (a flat section, nested sections, several sections)."""
+    masked = copy.copy(cfg)
+    sections: dict[str, Any] = {}
+    for name in RESULT_NEUTRAL:
+        section, field_name = name.split(".", 1)
+        if section not in sections:
+            sections[section] = copy.copy(getattr(cfg, section))  # no __post_init__: the marker is not validated
+            setattr(masked, section, sections[section])
+        object.__setattr__(sections[section], field_name, _NEUTRAL)
+    return _strip_neutral(stage.params(masked))
+
+
+def input_key(path: Path, run_dir: Path) -> str:
+    """How an input file is named in a fingerprint: relative to the run directory when inside it (so a copied,
+    moved or differently spelled run directory keeps its fingerprints), else its absolute resolved path."""
+    resolved = Path(os.path.realpath(path))
+    try:
+        return resolved.relative_to(os.path.realpath(run_dir)).as_posix()
+    except ValueError:
+        return str(resolved)
+
+
+def stage_fingerprint(stage: Stage, cfg: Config, run_dir: Path) -> dict[str, Any]:
+    inputs = {}
+    for p in stage.inputs(cfg, run_dir):
+        p = Path(p)
+        if not p.exists():
+            raise FileNotFoundError(f"stage '{stage.name}' needs {p}, which does not exist; run the stage that "
+                                    "makes it first (or `ulmrec run`)")
+        inputs[input_key(p, run_dir)] = file_digest(p)
+    return {"params": stage_params(stage, cfg), "inputs": inputs}

@@ -17,9 +17,9 @@ from pathlib import Path
 
 from ulmrec.config import load_config
 from ulmrec.io import fingerprint
-from ulmrec.pipeline import stage_fingerprint  # a launcher above the stages, like the CLI: no cycle
 from ulmrec.ranker.stage import BASELINE_DIR, STAGE, check_settings, train_one
 from ulmrec.runlock import run_lock
+from ulmrec.stage import stage_fingerprint
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,15 +21,15 @@ import numpy as np
 import torch
 
 from ulmrec import artifacts as art
-from ulmrec.config import RESULT_NEUTRAL, Config
+from ulmrec.config import Config
 from ulmrec.data.dataset import Dataset
 from ulmrec.errors import DataError
-from ulmrec.io import file_digest, read_json, write_json, write_parquet, write_safetensors, write_yaml
+from ulmrec.io import read_json, write_json, write_parquet, write_safetensors, write_yaml
 from ulmrec.retrieval.candidates import candidates_frame, full_ranking_metrics, rank_next_items
 from ulmrec.retrieval.data import split_histories, train_prefixes, training_windows
 from ulmrec.retrieval.models import build_model, load_retriever, model_card
 from ulmrec.retrieval.train import Trainer
-from ulmrec.stage import Stage
+from ulmrec.stage import Stage, stage_fingerprint
 from ulmrec.utils import resolve_device, seed_everything
 
 log = logging.getLogger("ulmrec")
@@ -64,13 +64,12 @@ def _earlier_retriever(cfg: Config, run_dir: Path) -> tuple | None:
              final / art.RETRIEVAL_METRICS.name, final / art.RETRIEVAL_LOG.name]
     if not all(f.exists() for f in files):
         return None
-    record = read_json(files[0])
-    then = {k: v for k, v in record.get("params", {}).items() if k not in LISTING_ONLY}
-    now = json.loads(json.dumps({k: v for k, v in _params(cfg).items() if k not in LISTING_ONLY}))  # as JSON holds it
-    neutral = {name.split(".", 1)[1] for name in RESULT_NEUTRAL if name.startswith("retrieval.")}
-    if then != {k: v for k, v in now.items() if k not in neutral}:  # the record leaves the neutral ones out
-        return None
-    if sorted(record.get("inputs", {}).values()) != sorted(file_digest(p) for p in _inputs(cfg, run_dir)):
+    record, now = read_json(files[0]), stage_fingerprint(STAGE, cfg, run_dir)
+
+    def trained_by(params: dict) -> dict:  # as stage.json holds it (JSON: tuples are lists)
+        return json.loads(json.dumps({k: v for k, v in params.items() if k not in LISTING_ONLY}))
+
+    if record.get("inputs") != now["inputs"] or trained_by(record.get("params", {})) != trained_by(now["params"]):
         return None
     training = read_json(files[3]).get("training")
     if not training:
