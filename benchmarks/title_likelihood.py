@@ -306,12 +306,13 @@ def measure(run: Path, n_users: dict, history: int, tags: list[str]) -> dict:
     from ulmrec.evaluation import title_signal as ts
     from ulmrec.evaluation.stage import overall_from_rank
     from ulmrec.evaluation.stats import paired_bootstrap
+    from ulmrec.indexing.titles import TextEncoder
     from ulmrec.io import read_json
     from ulmrec.metrics import metrics_from_ranks
     from ulmrec.preferences.audit import load_sentences
 
     ds = Dataset.load(run / "data")
-    encoder = ts.TextEncoder("all-MiniLM-L6-v2")
+    encoder = TextEncoder("all-MiniLM-L6-v2")
     emb = ts.title_embeddings(ds, encode=encoder.encode)
     sentences = load_sentences(run, ds)[0] if any(t.endswith(PREF) for t in tags) else None
     subs, lms, sims, psims, secs = {}, {}, {}, {"valid": None, "test": None}, {}

@@ -45,7 +45,7 @@ def test_report_pairs_every_row_and_chooses_on_validation(tmp_path, monkeypatch)
     mod = load_benchmark("title_likelihood")
     run = make_run_dir(tmp_path)
     monkeypatch.setattr(mod, "subset", lambda r, split, n, c=LETTERS, f=mod.subset: f(r, split, n, LETTERS))
-    import ulmrec.evaluation.title_signal as ts
+    import ulmrec.indexing.titles as ts
 
     monkeypatch.setattr(ts, "TextEncoder", lambda *a, **k: type("E", (), {"encode": lambda self, t: np.eye(len(t))})())
     n_users = {"valid": 0, "test": 0}
@@ -100,7 +100,7 @@ def test_preference_rows_pair_with_their_lm_and_split_by_sentence_match(tmp_path
     assert mod.base_tag("zero-shot+preference") == "zero-shot" and mod.base_tag("tuned") == "tuned"
     run = make_run_dir(tmp_path)
     monkeypatch.setattr(mod, "subset", lambda r, split, n, c=LETTERS, f=mod.subset: f(r, split, n, LETTERS))
-    import ulmrec.evaluation.title_signal as ts
+    import ulmrec.indexing.titles as ts
 
     monkeypatch.setattr(ts, "TextEncoder", lambda *a, **k: type("E", (), {"encode": lambda self, t: np.array(
         [[len(x), x.count("a") + 1.0, x.count("e") + 1.0] for x in t])})())

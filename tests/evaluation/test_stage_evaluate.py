@@ -153,15 +153,16 @@ def test_title_similarity_rows_choose_their_weights_on_validation(evaluated, tmp
     import shutil
 
     from ulmrec.config import load_config
-    from ulmrec.evaluation import stats, title_signal
+    from ulmrec.evaluation import stats
     from ulmrec.evaluation.stage import FUSED_TITLE, TITLE
     from ulmrec.evaluation.title_signal import title_embeddings, title_similarity
+    from ulmrec.indexing import titles
     from ulmrec.metrics import target_rank
 
     src, cfg, model, _ = evaluated
     run_dir = tmp_path / "run"
     shutil.copytree(src, run_dir, ignore=shutil.ignore_patterns("evaluate", ".evaluate.partial"))
-    monkeypatch.setattr(title_signal, "TextEncoder", _BrandEncoder)
+    monkeypatch.setattr(titles, "TextEncoder", _BrandEncoder)
     sub = load_config(None, [f"run_dir={run_dir}", f"ranker.model={model}", *_overrides(cfg),
                              "evaluate.title_similarity=true", "evaluate.position_check=false"])
     run_stage(get_stage("evaluate"), sub)
@@ -196,15 +197,16 @@ def test_title_likelihood_rows_choose_their_weights_on_validation(evaluated, tmp
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from ulmrec.config import load_config
-    from ulmrec.evaluation import stats, title_signal
+    from ulmrec.evaluation import stats
     from ulmrec.evaluation.stage import FUSED_TITLE, LIKELIHOOD, LIKELIHOOD_TITLE, TITLE, _params
+    from ulmrec.indexing import titles
     from ulmrec.metrics import target_rank
     from ulmrec.ranker.likelihood import TitleLikelihood
 
     src, cfg, model, _ = evaluated
     run_dir = tmp_path / "run"
     shutil.copytree(src, run_dir, ignore=shutil.ignore_patterns("evaluate", ".evaluate.partial"))
-    monkeypatch.setattr(title_signal, "TextEncoder", _BrandEncoder)
+    monkeypatch.setattr(titles, "TextEncoder", _BrandEncoder)
     sub = load_config(None, [f"run_dir={run_dir}", f"ranker.model={model}", *_overrides(cfg),
                              "evaluate.title_similarity=true", "evaluate.title_likelihood=true",
                              "evaluate.likelihood_signal=pmi", "evaluate.likelihood_grid=[0, 1, 100]",

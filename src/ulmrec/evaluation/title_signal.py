@@ -1,4 +1,5 @@
-"""Title similarity to the user's history: a training-free content score for the retriever's candidates.
+"""Title similarity to the user's history: a training-free content score for the retriever's candidates
+(the embeddings and the score live in :mod:`ulmrec.indexing.titles`, ground for the ranker's teacher too).
 
 Every item title is embedded once with a sentence encoder (``evaluate.title_encoder``, all-MiniLM-L6-v2 by
 default, the index stage's encoder); a candidate's score is the cosine similarity of its title to the user's last
@@ -14,44 +15,9 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from ulmrec.data.dataset import Dataset
-from ulmrec.indexing.encoder import TextEncoder
+from ulmrec.indexing.titles import HOW, title_embeddings, title_similarity
 
-HOW = ("max", "mean")
-
-
-def title_embeddings(ds: Dataset, encoder: str = "all-MiniLM-L6-v2",
-                     encode: Callable[[list[str]], np.ndarray] | None = None) -> np.ndarray:
-    """``(num_items + 1, dim)`` float64 unit rows per item_idx (row 0, the padding item, is zero)."""
-    if encode is None:
-        encode = TextEncoder(encoder).encode  # loads sentence-transformers on first use
-    emb = np.asarray(encode([str(t) for t in ds.titles]), dtype=np.float64)
-    emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
-    emb[0] = 0.0
-    return emb
-
-
-def title_similarity(ds: Dataset, users: Sequence[int], candidates: Sequence[Sequence[int]], split: str,
-                     emb: np.ndarray, history: int, how: str = "max") -> np.ndarray:
-    """``(N, C)``: each candidate's cosine similarity to user ``users[i]``'s last ``history`` titles of what the
-    model may see for ``split`` (``Dataset.history``); ``-inf`` past a shorter list."""
-    if how not in HOW:
-        raise ValueError(f"how must be one of {HOW}, got {how!r}")
-    if history < 1:
-        raise ValueError(f"history must be >= 1, got {history}")
-    width = max((len(c) for c in candidates), default=0)
-    out = np.full((len(users), width), -np.inf)
-    for i, (u, cands) in enumerate(zip(users, candidates, strict=True)):
-        h = emb[np.asarray(ds.history(int(u), split)[-history:], dtype=np.int64)]
-        e = emb[np.asarray(cands, dtype=np.int64)]
-        if not len(h):
-            out[i, :len(e)] = 0.0
-        elif how == "max":
-            out[i, :len(e)] = (e @ h.T).max(1)
-        else:
-            m = h.mean(0)
-            out[i, :len(e)] = e @ (m / max(float(np.linalg.norm(m)), 1e-12))
-    return out
+__all__ = ["HOW", "text_similarity", "title_embeddings", "title_similarity"]
 
 
 def text_similarity(texts: Sequence[str | None], candidates: Sequence[Sequence[int]], emb: np.ndarray,

@@ -90,12 +90,14 @@ class TextEncoder:
 
     ``name``: a sentence-transformers model name or directory (``all-MiniLM-L6-v2`` = the packaged copy).
     ``max_seq_length``: tokens per text (0 = the model's own setting). ``cache``: False disables the disk cache.
-    ``chunk``: texts per committed cache write (an interrupted run loses at most one chunk).
+    ``chunk``: texts per committed cache write (an interrupted run loses at most one chunk). ``setting``: the
+    setting that named the model, in the error when it cannot be loaded.
     """
 
     def __init__(self, name: str = DEFAULT_ENCODER, batch_size: int = 64, max_seq_length: int = 0,
-                 device: str = "cpu", cache: bool = True, chunk: int = 2048):
+                 device: str = "cpu", cache: bool = True, chunk: int = 2048, setting: str = "index.encoder"):
         self.name, self.batch_size, self.max_seq_length = name, batch_size, max_seq_length
+        self.setting = setting
         self.device, self.chunk = device, chunk
         self.cache = EmbeddingCache(cache_dir() / "embeddings" / "embeddings.sqlite") if cache else None
         self._model = None
@@ -116,7 +118,7 @@ class TextEncoder:
             try:
                 self._model = SentenceTransformer(path, device=self.device)
             except OSError as err:
-                raise ConfigError(f"index.encoder={self.name!r}: cannot load it offline ({err}); give a local "
+                raise ConfigError(f"{self.setting}={self.name!r}: cannot load it offline ({err}); give a local "
                                   "model directory or a model in the Hugging Face cache") from err
             if self.max_seq_length:
                 self._model.max_seq_length = self.max_seq_length
