@@ -131,6 +131,18 @@ class RankerConfig:
     hard-label loss (next_item_loss) stays; 0 = off (the paper)."""
     distill_temperature: float = 1.0
     """(float) Temperature of the retriever's softmax in distill_weight's soft targets (> 0; higher = flatter)."""
+    distill_title_weight: float = 0.0
+    """(float) A content-aware teacher for distill_weight (beyond the paper): the soft targets become
+    softmax((retriever score + this weight x title similarity) / distill_temperature), where a candidate's title
+    similarity is the max cosine of its title to the titles of the prefix's last distill_title_history items
+    (distill_title_encoder embeddings; the evaluation's "Retriever + title similarity" score on training
+    prefixes). The letter ranker then learns where that fused order departs from the retriever's list, from
+    the titles it reads in the prompt. 0 = the retriever alone; needs distill_weight > 0."""
+    distill_title_history: int = 10
+    """(int) History items whose titles distill_title_weight compares a candidate with (evaluate's default: 10)."""
+    distill_title_encoder: str = "all-MiniLM-L6-v2"
+    """(str) sentence-transformers model (name or directory) of distill_title_weight's title embeddings; the
+    default loads the packaged all-MiniLM-L6-v2 (the index stage's encoder)."""
     residual_weight: float = 0.0
     """(float) Residual training on top of the retriever (beyond the paper): at the answer position of every
     training ranking sample whose candidates carry retriever scores, this weight x log_softmax(retriever scores)
@@ -160,6 +172,13 @@ class RankerConfig:
             raise ValueError(f"ranker.distill_weight must be >= 0, got {self.distill_weight}")
         if self.residual_weight < 0:
             raise ValueError(f"ranker.residual_weight must be >= 0, got {self.residual_weight}")
+        if self.distill_title_weight < 0:
+            raise ValueError(f"ranker.distill_title_weight must be >= 0, got {self.distill_title_weight}")
+        if self.distill_title_weight and not self.distill_weight:
+            raise ValueError(f"ranker.distill_title_weight={self.distill_title_weight} shapes the soft targets of "
+                             "distillation, which is off; set ranker.distill_weight > 0 or distill_title_weight=0")
+        if self.distill_title_history < 1:
+            raise ValueError(f"ranker.distill_title_history must be >= 1, got {self.distill_title_history}")
         if self.distill_temperature <= 0:
             raise ValueError(f"ranker.distill_temperature must be > 0, got {self.distill_temperature}")
         if self.baseline_max_steps < -1:

@@ -13,10 +13,13 @@ import logging
 import shutil
 from pathlib import Path
 
+import numpy as np
+
 from ulmrec import artifacts as art
 from ulmrec.config import Config
 from ulmrec.data.dataset import Dataset
 from ulmrec.errors import ConfigError, DataError
+from ulmrec.indexing.titles import similarity_to, title_embeddings
 from ulmrec.io import write_json
 from ulmrec.ranker.engine import (
     Ranker,
@@ -102,9 +105,9 @@ def build_samples(cfg: Config, run_dir: Path, tokenizer, baseline: bool = False)
         train_cands = pd.read_parquet(art.candidates_path(run_dir, "train"))
     train, report = build_training_samples(ds, tasks, identities=identities, preferences=preferences,
                                            seed=cfg.seed, title_fn=cut, train_candidates=train_cands)
+    if cfg.ranker.distill_title_weight:
+        report["distill_title"] = add_title_teacher(train, ds, cfg.ranker)
     if cfg.ranker.max_train_samples and len(train) > cfg.ranker.max_train_samples:
-        import numpy as np
-
         keep = np.sort(np.random.default_rng([cfg.seed, 11]).choice(len(train), cfg.ranker.max_train_samples,
                                                                      replace=False))
         train = [train[i] for i in keep]
@@ -118,6 +121,27 @@ def build_samples(cfg: Config, run_dir: Path, tokenizer, baseline: bool = False)
     report["used_samples"] = _count_tasks(train)
     report["valid_users"] = len(valid)
     return train, valid, report, identities
+
+
+def add_title_teacher(samples, ds: Dataset, rc, encode=None) -> dict:
+    """``ranker.distill_title_weight``: add weight x title similarity (max cosine of each candidate's title to
+    the titles of the prefix's last ``distill_title_history`` training items) to every training sample's
+    retriever teacher (``meta["teacher"]``, letter order), in place. Returns what the tasks report records."""
+    emb = title_embeddings(ds, rc.distill_title_encoder, encode=encode, setting="ranker.distill_title_encoder")
+    train = ds.train_sequences()
+    changed, spread = 0, []
+    for s in samples:
+        teacher = s.meta.get("teacher")
+        if teacher is None or s.candidates is None:
+            continue
+        p = int(s.meta["position"])
+        sim = similarity_to(emb, train[s.user_idx][:p][-rc.distill_title_history:], s.candidates)
+        s.meta["teacher"] = [float(t) + rc.distill_title_weight * float(x) for t, x in zip(teacher, sim, strict=True)]
+        changed += 1
+        spread.append(float(sim.max() - sim.min()))
+    return {"weight": rc.distill_title_weight, "history": rc.distill_title_history,
+            "encoder": rc.distill_title_encoder, "samples": changed,
+            "median_similarity_spread": float(np.median(spread)) if spread else None}
 
 
 def attach_retriever_scores(samples, cands, path) -> None:
