@@ -89,6 +89,15 @@ LEVERS = {
     "from the every-title LM, next-item task only: retriever order + skip": [
         "tasks.train_candidates=retriever", "tasks.shuffle_candidates=false", "tasks.missing_target=skip",
         "tasks.enabled=[next_item]", "ranker.init_adapter={title_lm}"],
+    # a content-aware teacher (ranker.distill_title_weight): soft targets from the retriever's score + 3 x the
+    # title similarity to the prefix's history (3 = the weight of the evaluation's "Retriever + title similarity"
+    # row chosen on the sample's validation users), so the letters are taught where that order departs from the list
+    "title-similarity teacher (distill 1): retriever order + skip, soft targets retriever + 3 x title sim": [
+        "tasks.train_candidates=retriever", "tasks.shuffle_candidates=false", "tasks.missing_target=skip",
+        "ranker.distill_weight=1.0", "ranker.distill_title_weight=3.0"],
+    "title-similarity teacher (distill 3): retriever order + skip, soft targets retriever + 3 x title sim": [
+        "tasks.train_candidates=retriever", "tasks.shuffle_candidates=false", "tasks.missing_target=skip",
+        "ranker.distill_weight=3.0", "ranker.distill_title_weight=3.0"],
     "retriever order + skip, alignment tasks x3": [
         "tasks.train_candidates=retriever", "tasks.shuffle_candidates=false", "tasks.missing_target=skip",
         *[f"tasks.ratios.{t}=3" for t in ("index_to_preference", "preference_to_index", "history_to_index",
@@ -98,6 +107,8 @@ LEVERS = {
 
 #: The recipe the later levers vary one setting of (retriever order + skip); they also get a paired column against it.
 SKIP_RECIPE = "retriever order, only prefixes whose list holds the target"
+#: The retriever-only distillation lever the title-similarity-teacher levers are also paired with.
+RETRIEVER_TEACHER = "retriever order + skip, distillation from the retriever's scores (weight 1, T 1)"
 #: Where the levers' run directories live (``--runs`` puts another budget's adapters elsewhere).
 RUNS = REPO / "runs" / "bench-levers"
 
@@ -288,8 +299,61 @@ def main() -> int:
         if skip and name != skip:
             row["vs_skip"] = paired_bootstrap(ranks[name], ranks[skip], metrics=("NDCG@10",), seed=0)["NDCG@10"]
             result["paired"][f"{name} - {skip}"] = {"NDCG@10": row["vs_skip"]}
+        if RETRIEVER_TEACHER in levers and name != RETRIEVER_TEACHER and _title_weight(levers[name]):
+            row["vs_retriever_teacher"] = paired_bootstrap(ranks[name], ranks[RETRIEVER_TEACHER], metrics=("NDCG@10",),
+                                                           seed=0)["NDCG@10"]
+            result["paired"][f"{name} - {RETRIEVER_TEACHER}"] = {"NDCG@10": row["vs_retriever_teacher"]}
+    teachers = sorted({_title_weight(v) for v in levers.values()} - {0.0})
+    if teachers:  # the teachers' own orders (no LM) on the same users: what a perfect student would reach
+        result["teacher_orders"] = teacher_orders(base, levers, common, teachers, retr)
+        for w, t in result["teacher_orders"].items():
+            result["paired"][f"Teacher order (retriever + {w} x title similarity) - Retriever order"] = {
+                "NDCG@10": t["vs_retriever"]}
     save(args.out, result, markdown(result))
     return 0
+
+
+def _title_weight(overrides: list[str]) -> float:
+    return next((float(o.split("=", 1)[1]) for o in overrides if o.startswith("ranker.distill_title_weight=")), 0.0)
+
+
+def teacher_orders(base: Path, levers: dict[str, list[str]], common: list[str], weights: list[float],
+                   retr) -> dict:
+    """Each title-similarity teacher's own order on the validation users (retriever score + w x title similarity,
+    the soft targets' logits; no LM): its NDCG@10 and the paired difference to the retriever's order."""
+    import numpy as np
+    import pandas as pd
+
+    from ulmrec.config import load_config
+    from ulmrec.data.dataset import Dataset
+    from ulmrec.evaluation.stats import paired_bootstrap
+    from ulmrec.indexing.titles import title_embeddings, title_similarity
+    from ulmrec.metrics import metrics_from_ranks, target_rank
+    from ulmrec.ranker.engine import base_title_cutter, load_identities
+    from ulmrec.tasks import build_eval_samples
+    from ulmrec.tasks.candidate_lists import list_scores
+
+    name = next(k for k, v in levers.items() if _title_weight(v))
+    run_dir = base / slug(name)
+    cfg = load_config(["sample"], [f"run_dir={run_dir}", *common, *levers[name]])
+    ds = Dataset.load(run_dir)
+    frame = pd.read_parquet(run_dir / "retrieval" / "candidates_valid.parquet")
+    samples = build_eval_samples(ds, "valid", frame, cfg.tasks, identities=load_identities(cfg, ds, run_dir),
+                                 title_fn=base_title_cutter(cfg.ranker), max_users=0, seed=cfg.seed)
+    users, lists = [s.user_idx for s in samples], [s.candidates for s in samples]
+    scores = np.asarray(list_scores(frame, users, lists), dtype=np.float64)
+    emb = title_embeddings(ds, cfg.ranker.distill_title_encoder)
+    sim = title_similarity(ds, users, lists, "valid", emb, cfg.ranker.distill_title_history)
+    targets = np.asarray([-1 if s.target is None else s.target for s in samples])
+    out = {}
+    for w in weights:
+        fused = scores + w * sim
+        ranks = target_rank(fused, targets, np.isfinite(fused)).numpy()
+        if len(ranks) != len(retr):
+            raise SystemExit(f"teacher order: {len(ranks)} validation users, the levers have {len(retr)}")
+        out[f"{w:g}"] = {"valid": metrics_from_ranks(ranks, (5, 10)), "history": cfg.ranker.distill_title_history,
+                         "vs_retriever": paired_bootstrap(ranks, retr, metrics=("NDCG@10",), seed=0)["NDCG@10"]}
+    return out
 
 
 def with_title_lm(levers: dict[str, list[str]], title_lm: Path | None) -> dict[str, list[str]]:
@@ -413,6 +477,15 @@ def markdown(r: dict) -> str:
                   f"{len(t.get('lora_targets', []))} linear maps of the top {t.get('lora_layers')} layers) from the title LM "
                   f"`{t['path']}`: {t.get('objective', 'next-title')} loss, {t['steps']} steps of {t['batch_size']} "
                   f"training windows, {t['seconds']:.0f} s of one core, not counted in the train s column."]
+    for w, t in r.get("teacher_orders", {}).items():
+        lines += ["", f"The title-similarity teacher's own order (retriever score + {w} x the max cosine of a candidate's "
+                  f"title to the last {t['history']} history titles; no LM, the logits of the soft targets) on the same "
+                  f"users: NDCG@10 {t['valid']['NDCG@10']:.4f}, {ci(t['vs_retriever'])} vs the retriever's order: "
+                  "what a student that learned the teacher perfectly would reach."]
+    for name, row in r["rows"].items():
+        if "vs_retriever_teacher" in row:
+            lines += ["", f"{name}: minus the same recipe with the retriever-only teacher ({RETRIEVER_TEACHER}), "
+                      f"same users: {ci(row['vs_retriever_teacher'])}."]
     for name, row in r["rows"].items():
         if "vs_compare" in row:
             c = row["vs_compare"]

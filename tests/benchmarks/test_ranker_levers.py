@@ -69,3 +69,42 @@ def test_title_lm_levers_need_the_title_lm_and_get_its_path(tmp_path):
     filled = mod.with_title_lm(levers, tmp_path)
     for over in filled.values():
         assert f"ranker.init_adapter={tmp_path.resolve()}" in over and not any("{" in o for o in over)
+
+
+def test_teacher_orders_rank_by_retriever_plus_weighted_title_similarity(tmp_path, monkeypatch):
+    """The title-similarity teacher's own order: w = 0 is the retriever's order exactly; w > 0 ranks by the
+    candidate-file score + w x max cosine to the last history titles (checked by hand)."""
+    import pandas as pd
+
+    import ulmrec.indexing.titles as titles
+    from helpers import LETTERS, NOT_RETRIEVED, make_run_dir
+    from ulmrec.data.dataset import Dataset
+
+    mod = _module()
+    lever = "title teacher"
+    run_dir = make_run_dir(tmp_path / mod.slug(lever))
+    brand = lambda t: np.eye(7)[int(t.rsplit(" ", 1)[-1]) % 7]  # noqa: E731  "... by Brand k" -> one-hot
+    monkeypatch.setattr(titles, "TextEncoder", lambda *a, **k: type("E", (), {
+        "encode": lambda self, ts: np.stack([brand(t) if "Brand" in t else np.ones(7) for t in ts])})())
+    common = [f"tasks.num_candidates={LETTERS}", f"retrieval.num_candidates={LETTERS + 2}", "tasks.max_history=3",
+              "ranker.distill_title_history=2"]
+    levers = {lever: ["ranker.distill_weight=1", "ranker.distill_title_weight=5"]}
+    frame = pd.read_parquet(run_dir / "retrieval" / "candidates_valid.parquet")
+    users = [u for u in frame["user_idx"] if u not in NOT_RETRIEVED]
+    retr = [int(frame.set_index("user_idx").loc[u, "target_rank"]) for u in users]
+    out = mod.teacher_orders(tmp_path, levers, common, [0.0, 5.0], np.asarray(retr))
+    assert out["0"]["vs_retriever"]["mean"] == 0.0
+    ds = Dataset.load(run_dir)
+    want = []
+    for u in users:
+        row = frame.set_index("user_idx").loc[u]
+        cands, score = list(row["candidates"][:LETTERS]), np.asarray(row["scores"][:LETTERS])
+        hist = ds.history(u, "valid")[-2:]
+        sim = np.array([max(float(brand(ds.titles[c]) @ brand(ds.titles[h])) for h in hist) for c in cands])
+        fused = score + 5.0 * sim
+        t = cands.index(int(row["target"]))
+        want.append(int((fused >= fused[t]).sum()) - 1)
+    from ulmrec.metrics import metrics_from_ranks
+
+    assert out["5"]["valid"] == metrics_from_ranks(np.asarray(want), (5, 10))
+    assert want != retr  # the title term moved some targets
