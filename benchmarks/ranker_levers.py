@@ -249,6 +249,7 @@ def main() -> int:
         scored = {k: saved.pop(k, None) for k in ("scores", "retriever_scores", "targets")}
         if scored["scores"] is not None:
             saved["fusion"] = fusion_row(scored, result["retriever_ranks"])
+            saved["top1_is_A"] = top1_is_a(scored["scores"])
         result["rows"][name] = saved
     result["loadavg_after"] = os.getloadavg()
     import numpy as np
@@ -311,6 +312,14 @@ def main() -> int:
                 "NDCG@10": t["vs_retriever"]}
     save(args.out, result, markdown(result))
     return 0
+
+
+def top1_is_a(scores: list[list[float | None]]) -> float:
+    """Share of users whose highest letter score is A's (the first candidate, the retriever's top item)."""
+    import numpy as np
+
+    s = np.asarray([[-np.inf if x is None else x for x in row] for row in scores], dtype=np.float64)
+    return float((s.argmax(1) == 0).mean()) if len(s) else 0.0
 
 
 def _title_weight(overrides: list[str]) -> float:
@@ -448,11 +457,11 @@ def markdown(r: dict) -> str:
              f"({next(iter(r['rows'].values()))['valid_users']}). Retriever order on the same users: NDCG@10 "
              f"{rv['NDCG@10']:.4f}. Differences: paired bootstrap 95 % intervals.", "",
              "| lever | best step | valid NDCG@10 | vs reference [95 % CI] | vs retriever order + skip [95 % CI] | "
-             "vs retriever order [95 % CI] | + retriever (fused) vs retriever order [95 % CI] | train s | load |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "vs retriever order [95 % CI] | + retriever (fused) vs retriever order [95 % CI] | top-1 = A | train s | load |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     z = r["zero_shot_vs_retriever"]
     lines.append(f"| zero-shot: the untuned LM (ULMRec prompt) | - | {r['zero_shot_valid']['NDCG@10']:.4f} | | | "
-                 f"{z['mean']:+.4f} [{z['lo']:+.4f}, {z['hi']:+.4f}] | | 0 | |")
+                 f"{z['mean']:+.4f} [{z['lo']:+.4f}, {z['hi']:+.4f}] | | | 0 | |")
 
     def ci(x: dict | None) -> str:
         return "" if x is None else f"{x['mean']:+.4f} [{x['lo']:+.4f}, {x['hi']:+.4f}]"
@@ -463,6 +472,7 @@ def markdown(r: dict) -> str:
     for name, row in r["rows"].items():
         lines.append(f"| {name} | {row['best_step']} | {row['valid']['NDCG@10']:.4f} | {ci(row['vs_reference'])} | "
                      f"{ci(row.get('vs_skip'))} | {ci(row['vs_retriever'])} | {fused(row.get('fusion'))} | "
+                     f"{'' if row.get('top1_is_A') is None else format(row['top1_is_A'], '.2f')} | "
                      f"{row['train_seconds']} | {row['loadavg'][0]:.1f} |")
     lines += ["", f"Preferences in the ULMRec prompts: {r['preferences']}.",
               f"Load average before/after: {r['loadavg_before'][0]:.2f} / {r['loadavg_after'][0]:.2f}. Each lever "
@@ -470,7 +480,8 @@ def markdown(r: dict) -> str:
               "load when that job finished.",
               "Fused column: letter log-probability + w x the retriever's score (the evaluate stage's \"ULMRec + "
               "retriever\"), w chosen on a fixed random half of the validation users, the paired difference to "
-              "the retriever's order on the other half."]
+              "the retriever's order on the other half. Top-1 = A: share of users whose highest letter is A (the "
+              "retriever's first candidate)."]
     if r.get("title_lm"):
         t = r["title_lm"]
         lines += ["", f"The 'from the every-title LM' levers start their LoRA (`ranker.init_adapter`, its layout: "

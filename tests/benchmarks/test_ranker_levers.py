@@ -108,3 +108,9 @@ def test_teacher_orders_rank_by_retriever_plus_weighted_title_similarity(tmp_pat
 
     assert out["5"]["valid"] == metrics_from_ranks(np.asarray(want), (5, 10))
     assert want != retr  # the title term moved some targets
+
+
+def test_top1_is_a_counts_rows_whose_best_letter_is_the_first():
+    mod = _module()
+    assert mod.top1_is_a([[3.0, 1.0, None], [0.0, 2.0, 1.0], [5.0, None, 4.0], [1.0, 1.5, 0.5]]) == 0.5
+    assert mod.top1_is_a([]) == 0.0
