@@ -54,6 +54,9 @@ LEVERS = {
     "retriever order + skip, distillation from the retriever's scores (weight 1, T 1)": [
         "tasks.train_candidates=retriever", "tasks.shuffle_candidates=false", "tasks.missing_target=skip",
         "ranker.distill_weight=1.0"],
+    "distillation from the retriever's scores, weight 3 (T 1): retriever order + skip": [
+        "tasks.train_candidates=retriever", "tasks.shuffle_candidates=false", "tasks.missing_target=skip",
+        "ranker.distill_weight=3.0"],
     "retriever order + skip + distillation, next-item task only (weight 1, T 1)": [
         "tasks.train_candidates=retriever", "tasks.shuffle_candidates=false", "tasks.missing_target=skip",
         "tasks.enabled=[next_item]", "ranker.distill_weight=1.0"],
@@ -107,8 +110,6 @@ LEVERS = {
 
 #: The recipe the later levers vary one setting of (retriever order + skip); they also get a paired column against it.
 SKIP_RECIPE = "retriever order, only prefixes whose list holds the target"
-#: The retriever-only distillation lever the title-similarity-teacher levers are also paired with.
-RETRIEVER_TEACHER = "retriever order + skip, distillation from the retriever's scores (weight 1, T 1)"
 #: Where the levers' run directories live (``--runs`` puts another budget's adapters elsewhere).
 RUNS = REPO / "runs" / "bench-levers"
 
@@ -300,10 +301,11 @@ def main() -> int:
         if skip and name != skip:
             row["vs_skip"] = paired_bootstrap(ranks[name], ranks[skip], metrics=("NDCG@10",), seed=0)["NDCG@10"]
             result["paired"][f"{name} - {skip}"] = {"NDCG@10": row["vs_skip"]}
-        if RETRIEVER_TEACHER in levers and name != RETRIEVER_TEACHER and _title_weight(levers[name]):
-            row["vs_retriever_teacher"] = paired_bootstrap(ranks[name], ranks[RETRIEVER_TEACHER], metrics=("NDCG@10",),
-                                                           seed=0)["NDCG@10"]
-            result["paired"][f"{name} - {RETRIEVER_TEACHER}"] = {"NDCG@10": row["vs_retriever_teacher"]}
+        twin = retriever_teacher(name, levers)
+        if twin is not None:
+            row["vs_retriever_teacher"] = {**paired_bootstrap(ranks[name], ranks[twin], metrics=("NDCG@10",),
+                                                              seed=0)["NDCG@10"], "lever": twin}
+            result["paired"][f"{name} - {twin}"] = {"NDCG@10": row["vs_retriever_teacher"]}
     teachers = sorted({_title_weight(v) for v in levers.values()} - {0.0})
     if teachers:  # the teachers' own orders (no LM) on the same users: what a perfect student would reach
         result["teacher_orders"] = teacher_orders(base, levers, common, teachers, retr)
@@ -320,6 +322,15 @@ def top1_is_a(scores: list[list[float | None]]) -> float:
 
     s = np.asarray([[-np.inf if x is None else x for x in row] for row in scores], dtype=np.float64)
     return float((s.argmax(1) == 0).mean()) if len(s) else 0.0
+
+
+def retriever_teacher(name: str, levers: dict[str, list[str]]) -> str | None:
+    """The lever that is ``name`` without its title-similarity teacher (the same overrides less
+    ``ranker.distill_title_weight``: the retriever-only teacher at the same distillation weight), or ``None``."""
+    if not _title_weight(levers[name]):
+        return None
+    plain = sorted(o for o in levers[name] if not o.startswith("ranker.distill_title_weight="))
+    return next((k for k, v in levers.items() if k != name and sorted(v) == plain), None)
 
 
 def _title_weight(overrides: list[str]) -> float:
@@ -495,8 +506,9 @@ def markdown(r: dict) -> str:
                   "what a student that learned the teacher perfectly would reach."]
     for name, row in r["rows"].items():
         if "vs_retriever_teacher" in row:
-            lines += ["", f"{name}: minus the same recipe with the retriever-only teacher ({RETRIEVER_TEACHER}), "
-                      f"same users: {ci(row['vs_retriever_teacher'])}."]
+            lines += ["", f"{name}: minus the same recipe with the retriever-only teacher "
+                      f"({row['vs_retriever_teacher'].get('lever', 'weight 1')}), same users: "
+                      f"{ci(row['vs_retriever_teacher'])}."]
     for name, row in r["rows"].items():
         if "vs_compare" in row:
             c = row["vs_compare"]

@@ -114,3 +114,22 @@ def test_top1_is_a_counts_rows_whose_best_letter_is_the_first():
     mod = _module()
     assert mod.top1_is_a([[3.0, 1.0, None], [0.0, 2.0, 1.0], [5.0, None, 4.0], [1.0, 1.5, 0.5]]) == 0.5
     assert mod.top1_is_a([]) == 0.0
+
+
+def test_title_teacher_levers_pair_with_the_retriever_teacher_of_their_weight():
+    mod = _module()
+    levers = {k: v for k, v in mod.LEVERS.items() if "distill" in k}
+    for name, over in levers.items():
+        twin = mod.retriever_teacher(name, levers)
+        if "title" in name:
+            assert twin is not None and "title" not in twin
+            assert [o for o in over if o.startswith("ranker.distill_weight=")] == \
+                [o for o in levers[twin] if o.startswith("ranker.distill_weight=")]
+        else:
+            assert twin is None
+
+
+def test_every_lever_has_its_own_run_directory():
+    mod = _module()
+    slugs = [mod.slug(k) for k in mod.LEVERS]
+    assert len(set(slugs)) == len(slugs)
