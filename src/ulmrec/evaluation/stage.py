@@ -565,5 +565,6 @@ STAGE = Stage(
     reads=(art.INTERACTIONS, art.ITEMS, art.candidates("test"), art.candidates("valid"), art.USER_INDEX, art.ADAPTER,
            art.BASELINE_ADAPTER, art.PREFERENCE_REPORT, art.SOURCE_PREFERENCES),
     writes=(art.RESULTS, art.RESULTS_TABLE, art.RANKS, art.LETTERS),
-    sources="the base LM (ranker.model), as for the ranker stage",
+    sources=("the base LM (ranker.model), as for the ranker stage; with evaluate.title_similarity the title encoder "
+             "(evaluate.title_encoder; the packaged MiniLM by default)"),
 )

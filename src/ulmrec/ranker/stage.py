@@ -211,5 +211,6 @@ STAGE = Stage(
     reads=(art.INTERACTIONS, art.ITEMS, art.candidates("valid"), art.USER_INDEX,
            art.candidates("train"), art.PREFERENCE_TABLE, art.SOURCE_PREFERENCES),
     writes=(art.ADAPTER, art.RANKER_LOG, art.RANKER_CURVES, art.RANKER_BEST, art.TASKS_REPORT, art.BASELINE_ADAPTER),
-    sources="the base LM (ranker.model: a local path, the Hugging Face cache, or the packaged SmolLM2 GGUF)",
+    sources=("the base LM (ranker.model: a local path, the Hugging Face cache, or the packaged SmolLM2 GGUF); with "
+             "ranker.distill_title_weight the title encoder (ranker.distill_title_encoder; the packaged MiniLM by default)"),
 )
