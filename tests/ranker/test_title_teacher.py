@@ -68,3 +68,46 @@ def test_an_encoder_that_cannot_load_names_its_setting(tmp_path):
     with pytest.raises(ConfigError, match="ranker.distill_title_encoder="):
         add_title_teacher([s], ds, rc)
     assert s.meta["teacher"] == [0.3, 0.2, 0.1]
+
+
+def test_the_stage_samples_carry_the_title_teacher(tmp_path, tiny_llama, monkeypatch):
+    """ranker.stage.build_samples: with retriever training candidates and distill_title_weight, every scored
+    training sample's teacher is the retriever-only teacher + w x title similarity, and the tasks report says so."""
+    import pandas as pd
+
+    import ulmrec.indexing.titles as titles
+    from helpers import LETTERS, NUM_ITEMS, tiny_config
+    from ulmrec.io import write_parquet
+    from ulmrec.ranker.model import load_tokenizer
+    from ulmrec.ranker.stage import build_samples
+
+    run_dir = make_run_dir(tmp_path / "run")
+    ds = Dataset.load(run_dir / "data")
+    rows = []
+    for u, seq in enumerate(ds.train_sequences()):
+        for p in range(1, len(seq)):
+            others = [i for i in range(1, NUM_ITEMS + 1) if i not in seq][:LETTERS + 1]
+            cands = [*others[:p % LETTERS], int(seq[p]), *others[p % LETTERS:]][:LETTERS + 2]
+            rows.append({"user_idx": u, "position": p, "candidates": cands, "target": int(seq[p]),
+                         "scores": [float(-i) for i in range(len(cands))]})
+    write_parquet(run_dir / "retrieval" / "candidates_train.parquet", pd.DataFrame(rows))
+    monkeypatch.setattr(titles, "TextEncoder", lambda *a, **k: type("E", (), {"encode": lambda self, t: _encode(t)})())
+    tok = load_tokenizer(tiny_llama)
+    common = ["tasks.train_candidates=retriever", "tasks.shuffle_candidates=false", "tasks.missing_target=skip",
+              "ranker.distill_weight=1", "ranker.distill_title_history=2"]
+    plain, _, _, _ = build_samples(tiny_config(run_dir, tiny_llama, *common), run_dir, tok)
+    fused, _, report, _ = build_samples(tiny_config(run_dir, tiny_llama, *common, "ranker.distill_title_weight=2"),
+                                        run_dir, tok)
+    emb = np.asarray(_encode([str(t) for t in ds.titles]), dtype=np.float64)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    train, checked = ds.train_sequences(), 0
+    for a, b in zip(plain, fused, strict=True):
+        assert (a.task, a.user_idx, a.meta.get("position")) == (b.task, b.user_idx, b.meta.get("position"))
+        if a.meta.get("teacher") is None:
+            assert b.meta.get("teacher") is None
+            continue
+        hist = train[a.user_idx][:a.meta["position"]][-2:]
+        sim = [max(float(emb[c] @ emb[h]) for h in hist) for c in a.candidates]
+        assert b.meta["teacher"] == pytest.approx([t + 2 * x for t, x in zip(a.meta["teacher"], sim, strict=True)])
+        checked += 1
+    assert checked > 0 and report["distill_title"]["samples"] == checked
