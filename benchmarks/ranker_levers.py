@@ -330,7 +330,13 @@ def retriever_teacher(name: str, levers: dict[str, list[str]]) -> str | None:
     if not _title_weight(levers[name]):
         return None
     plain = sorted(o for o in levers[name] if not o.startswith("ranker.distill_title_weight="))
-    return next((k for k, v in levers.items() if k != name and sorted(v) == plain), None)
+    twin = next((k for k, v in levers.items() if k != name and sorted(v) == plain), None)
+    if twin is None:  # else the retriever-only teacher at another distillation weight, the same otherwise
+        def rest(v: list[str]) -> list[str]:
+            return sorted(o for o in v if not o.startswith(("ranker.distill_title_weight=", "ranker.distill_weight=")))
+        twin = next((k for k, v in levers.items() if k != name and not _title_weight(v) and rest(v) == rest(plain)
+                     and any(o.startswith("ranker.distill_weight=") for o in v)), None)
+    return twin
 
 
 def _title_weight(overrides: list[str]) -> float:

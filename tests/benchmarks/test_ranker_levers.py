@@ -133,3 +133,12 @@ def test_every_lever_has_its_own_run_directory():
     mod = _module()
     slugs = [mod.slug(k) for k in mod.LEVERS]
     assert len(set(slugs)) == len(slugs)
+
+
+def test_a_title_teacher_without_a_same_weight_twin_pairs_with_another_weight():
+    mod = _module()
+    w1 = "retriever order + skip, distillation from the retriever's scores (weight 1, T 1)"
+    levers = {k: mod.LEVERS[k] for k in (w1, "title-similarity teacher (distill 3): retriever order + skip, soft "
+                                             "targets retriever + 3 x title sim",
+                                         "retriever order, only prefixes whose list holds the target")}
+    assert mod.retriever_teacher(next(k for k in levers if "title" in k), levers) == w1
