@@ -262,20 +262,11 @@ def main() -> int:
     result["retriever_valid"] = metrics_from_ranks(retr, (5, 10))
     zero_path = base / "zero_shot_ranks.json"
     if not zero_path.exists():  # runs made before the zero-shot row: score it now on the same users
-        import pandas as pd
 
-        from ulmrec.config import load_config
-        from ulmrec.data.dataset import Dataset
         from ulmrec.io import write_json
-        from ulmrec.ranker.engine import Ranker, base_title_cutter, load_identities
-        from ulmrec.tasks import build_eval_samples
+        from ulmrec.ranker.engine import Ranker
 
-        run_dir = base / slug(next(iter(levers)))
-        cfg = load_config(["sample"], [f"run_dir={run_dir}", *common, *next(iter(levers.values()))])
-        ds = Dataset.load(run_dir)
-        samples = build_eval_samples(ds, "valid", pd.read_parquet(run_dir / "retrieval" / "candidates_valid.parquet"),
-                                     cfg.tasks, identities=load_identities(cfg, ds, run_dir),
-                                     title_fn=base_title_cutter(cfg.ranker), max_users=0, seed=cfg.seed)
+        cfg, _, _, samples = valid_samples(base / slug(next(iter(levers))), [*common, *next(iter(levers.values()))])
         write_json(zero_path, {"ranks": Ranker.build(cfg.ranker, ()).ranks(samples, desc="zero-shot").tolist()})
     zero = np.asarray(json.loads(zero_path.read_text())["ranks"])
     result["zero_shot_valid"] = metrics_from_ranks(zero, (5, 10))
@@ -348,24 +339,14 @@ def teacher_orders(base: Path, levers: dict[str, list[str]], common: list[str], 
     """Each title-similarity teacher's own order on the validation users (retriever score + w x title similarity,
     the soft targets' logits; no LM): its NDCG@10 and the paired difference to the retriever's order."""
     import numpy as np
-    import pandas as pd
 
-    from ulmrec.config import load_config
-    from ulmrec.data.dataset import Dataset
     from ulmrec.evaluation.stats import paired_bootstrap
     from ulmrec.indexing.titles import title_embeddings, title_similarity
     from ulmrec.metrics import metrics_from_ranks, target_rank
-    from ulmrec.ranker.engine import base_title_cutter, load_identities
-    from ulmrec.tasks import build_eval_samples
     from ulmrec.tasks.candidate_lists import list_scores
 
     name = next(k for k, v in levers.items() if _title_weight(v))
-    run_dir = base / slug(name)
-    cfg = load_config(["sample"], [f"run_dir={run_dir}", *common, *levers[name]])
-    ds = Dataset.load(run_dir)
-    frame = pd.read_parquet(run_dir / "retrieval" / "candidates_valid.parquet")
-    samples = build_eval_samples(ds, "valid", frame, cfg.tasks, identities=load_identities(cfg, ds, run_dir),
-                                 title_fn=base_title_cutter(cfg.ranker), max_users=0, seed=cfg.seed)
+    cfg, ds, frame, samples = valid_samples(base / slug(name), [*common, *levers[name]])
     users, lists = [s.user_idx for s in samples], [s.candidates for s in samples]
     scores = np.asarray(list_scores(frame, users, lists), dtype=np.float64)
     emb = title_embeddings(ds, cfg.ranker.distill_title_encoder)
@@ -413,23 +394,33 @@ def fusion_row(scored: dict, retriever_ranks: list[int]) -> dict:
     return {"weight": w, "choose_users": len(pick), "report_users": len(held), "vs_retriever": d, "grid_NDCG@10": grid}
 
 
-def score_valid(run_dir: Path, overrides: list[str]) -> tuple[list[int], dict]:
-    """The trained adapter's ranks on every validation Rank user, and its training summary."""
+def valid_samples(run_dir: Path, overrides: list[str]):
+    """``(cfg, dataset, candidate frame, samples)``: every validation Rank user's ULMRec prompt of a lever's run
+    directory under the sample preset + ``overrides`` (what every scoring here reads)."""
     import pandas as pd
 
     from ulmrec.config import load_config
     from ulmrec.data.dataset import Dataset
-    from ulmrec.evaluation.stage import retriever_ranks
-    from ulmrec.metrics import metrics_from_ranks
-    from ulmrec.ranker.engine import Ranker, base_title_cutter, load_identities
-    from ulmrec.ranker.predict import ranks_from_scores
+    from ulmrec.ranker.engine import base_title_cutter, load_identities
     from ulmrec.tasks import build_eval_samples
 
     cfg = load_config(["sample"], [f"run_dir={run_dir}", *overrides])
     ds = Dataset.load(run_dir)
-    cands = pd.read_parquet(run_dir / "retrieval" / "candidates_valid.parquet")
-    samples = build_eval_samples(ds, "valid", cands, cfg.tasks, identities=load_identities(cfg, ds, run_dir),
+    frame = pd.read_parquet(run_dir / "retrieval" / "candidates_valid.parquet")
+    samples = build_eval_samples(ds, "valid", frame, cfg.tasks, identities=load_identities(cfg, ds, run_dir),
                                  title_fn=base_title_cutter(cfg.ranker), max_users=0, seed=cfg.seed)
+    return cfg, ds, frame, samples
+
+
+def score_valid(run_dir: Path, overrides: list[str]) -> tuple[list[int], dict]:
+    """The trained adapter's ranks on every validation Rank user, and its training summary."""
+
+    from ulmrec.evaluation.stage import retriever_ranks
+    from ulmrec.metrics import metrics_from_ranks
+    from ulmrec.ranker.engine import Ranker
+    from ulmrec.ranker.predict import ranks_from_scores
+
+    cfg, ds, cands, samples = valid_samples(run_dir, overrides)
     ranker = Ranker.load(cfg.ranker, run_dir / "ranker" / "adapter")
     scores, _ = ranker.score(samples, desc=run_dir.name)
     r = ranks_from_scores(scores, samples)
