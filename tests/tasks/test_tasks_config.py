@@ -4,12 +4,13 @@ import pytest
 
 from ulmrec.config import load_config
 from ulmrec.errors import ConfigError
-from ulmrec.tasks import TASKS, TasksConfig
+from ulmrec.tasks import PAPER_TASKS, TASKS, TasksConfig
 
 
 def test_defaults_cover_every_task():
     cfg = TasksConfig()
-    assert cfg.active() == list(TASKS)
+    assert cfg.active() == list(PAPER_TASKS)  # letter_lookup (beyond the paper) is enabled with ratio 0
+    assert cfg.enabled == list(TASKS) and cfg.ratios["letter_lookup"] == 0
     assert math.isinf(cfg.ratios["next_item"]) and cfg.ratios["rating"] == 1.0
 
 

@@ -5,7 +5,7 @@ import pytest
 from ulmrec.data.config import DataConfig
 from ulmrec.data.ingest import ingest
 from ulmrec.tasks import (
-    TASKS,
+    PAPER_TASKS,
     TasksConfig,
     build_training_samples,
     format_prompt,
@@ -25,7 +25,7 @@ def test_embedded_sample_all_tasks():
     samples, report = build(ds)
     assert report["tasks"]["rating"]["status"] == "skipped"  # the sample has no ratings
     assert report["tasks"]["next_item"]["samples"] == sum(len(s) - 1 for s in ds.train_sequences())
-    assert {s.task for s in samples} == set(TASKS) - {"rating"}
+    assert {s.task for s in samples} == set(PAPER_TASKS) - {"rating"}
     for s in samples[:200]:
         assert format_prompt(s).count("### ") == 3 and s.response
         if s.candidates is not None:

@@ -5,7 +5,7 @@
     test = build_eval_samples(ds, "test", candidates_test, cfg.tasks, identities=ids)
 """
 
-from ulmrec.tasks.base import TASKS, Sample
+from ulmrec.tasks.base import PAPER_TASKS, TASKS, Sample
 from ulmrec.tasks.config import TasksConfig
 from ulmrec.tasks.eval_samples import PROMPT_VARIANTS, build_eval_samples, rank_users
 from ulmrec.tasks.inputs import (
@@ -20,7 +20,7 @@ from ulmrec.tasks.mixing import build_training_samples, check_run_settings, vali
 from ulmrec.tasks.templates import INSTRUCTIONS, format_example, format_prompt, letters
 
 __all__ = [
-    "INSTRUCTIONS", "PROMPT_VARIANTS", "TASKS", "Sample", "TasksConfig", "build_eval_samples", "build_training_samples", "check_run_settings",
+    "INSTRUCTIONS", "PAPER_TASKS", "PROMPT_VARIANTS", "TASKS", "Sample", "TasksConfig", "build_eval_samples", "build_training_samples", "check_run_settings",
     "format_example", "format_prompt", "index_identities", "letters", "read_identities", "load_preferences",
     "numeric_identities", "original_identities", "preferences_from_frame", "rank_users", "validate",
 ]

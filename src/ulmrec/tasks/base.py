@@ -8,7 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-TASKS = ("next_item", "index_to_preference", "preference_to_index", "history_to_index", "rating", "intent")
+#: The paper's six alignment tasks (4.2.1-4.2.6).
+PAPER_TASKS = ("next_item", "index_to_preference", "preference_to_index", "history_to_index", "rating", "intent")
+#: Every task a mix can draw from: the paper's six, then ``letter_lookup`` (beyond the paper, off by default:
+#: its ratio is 0): a candidate list and one candidate's title, answered with that candidate's letter.
+TASKS = (*PAPER_TASKS, "letter_lookup")
 
 
 @dataclass

@@ -12,6 +12,7 @@ shown or asked for: the validation and test items stay unseen.
 | history_to_index | history s[:p+1] | most recent first |
 | rating | history s[:p+1] with ratings, the rating of s[p] hidden and asked for | most recent first |
 | intent | target s[p] among candidates, p >= 1 | most recent first |
+| letter_lookup (beyond the paper) | the candidate list of next_item's prefix p, one candidate's title asked for | any (drawn at random) |
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ class Context:
         mode = self.cfg.train_candidates
         # next_item: LlamaRec excludes what the user saw before the target; intent reads a preference drawn
         # from the whole history, so every training item of the user is excluded
-        seen = seq[:p] if task == "next_item" else seq
+        seen = seq[:p] if task in ("next_item", "letter_lookup") else seq
         if mode in ALWAYS_SHUFFLED:
             rng = prefix_rng(self.seed, TASKS.index(task), u, p)
         if mode in RETRIEVER_MODES:
@@ -237,6 +238,23 @@ def _intent(ctx: Context, u: int, p: int, rng: np.random.Generator) -> Sample | 
                           **ctx.teacher(u, p, cands))
 
 
+# ---------------------------------------------------------------- beyond the paper: letter lookup
+def lookup_sample(u: int, cands: list[int], titles: list[str], probe: int, **meta) -> Sample:
+    """Candidate pool (letter order) + the title of candidate ``probe``; the answer is its letter. Nothing about
+    the user is shown: the sample teaches the binding of letters to titles that ranking by letter relies on."""
+    input_ = fields(("Candidate pool", candidates_text(titles)), ("Item", titles[probe]))
+    return ranking_sample("letter_lookup", u, INSTRUCTIONS["letter_lookup"], input_, cands, probe, **meta)
+
+
+def _letter_lookup(ctx: Context, u: int, p: int, rng: np.random.Generator) -> Sample | None:
+    got = ctx.candidates("letter_lookup", u, p, rng)
+    if got is None:
+        return None
+    cands, _ = got
+    probe = int(rng.integers(len(cands)))  # every letter equally likely, whatever the list's order
+    return lookup_sample(u, cands, ctx.titles.many(cands), probe, position=p, split="train")
+
+
 TASK_SPECS: dict[str, Task] = {t.name: t for t in (
     Task("next_item", ("identity",), _next_item_pool, _next_item, random_pick=True),
     Task("index_to_preference", ("identity", "preference"), _one_per_user, _index_to_preference),
@@ -244,4 +262,5 @@ TASK_SPECS: dict[str, Task] = {t.name: t for t in (
     Task("history_to_index", ("identity",), _recent_first, _history_to_index),
     Task("rating", ("identity", "rating"), _rating_pool, _rating),
     Task("intent", ("preference",), _intent_pool, _intent),
+    Task("letter_lookup", (), _next_item_pool, _letter_lookup, random_pick=True),
 )}

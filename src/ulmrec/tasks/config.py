@@ -24,6 +24,7 @@ DEFAULT_RATIOS: dict[str, float] = {
     "history_to_index": 1.0,
     "rating": 1.0,
     "intent": 1.0,
+    "letter_lookup": 0.0,  # beyond the paper: off unless a ratio is set
 }
 
 
@@ -35,11 +36,15 @@ class TasksConfig:
     """(int) Candidates per ranking prompt, lettered A, B, ... (paper: 20, A..T; at most 26)."""
     enabled: list[str] = field(default_factory=lambda: list(TASKS))
     """(list[str]) Tasks switched on, any of next_item, index_to_preference, preference_to_index,
-    history_to_index, rating, intent (paper Fig. 8 'w/o all-align' = [next_item])."""
+    history_to_index, rating, intent (paper Fig. 8 'w/o all-align' = [next_item]) and letter_lookup (beyond the
+    paper; it only draws samples once tasks.ratios.letter_lookup > 0)."""
     ratios: dict[str, float] = field(default_factory=dict)
     """(dict[str, float]) Mixing ratio per task = samples drawn per user on average (2.5: two, and a third for
     half of the users; .inf: all of the user's distinct samples, e.g. every training prefix; 0: off). Keys left
-    out keep their defaults (next_item .inf, the others 1.0), so `tasks.ratios.rating=0` works alone."""
+    out keep their defaults (next_item .inf, letter_lookup 0, the others 1.0), so `tasks.ratios.rating=0` works
+    alone. letter_lookup (beyond the paper): per user, that many training prefixes' candidate lists, each with one
+    candidate drawn at random whose title is given and whose letter is the answer (it teaches which letter names
+    which title, the step a letter ranker cannot rank by content without)."""
     max_samples: int = 0
     """(int) Total training-sample budget after mixing (0: no limit); each task keeps its share of the mix."""
     train_candidates: Literal["sampled", "retriever", "retriever_shuffled", "hard_negatives"] = "sampled"

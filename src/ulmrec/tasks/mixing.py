@@ -27,7 +27,7 @@ from ulmrec.tasks.inputs import TitleFn, Titles, check_mapping
 
 log = logging.getLogger("ulmrec")
 
-RANKING_TASKS = ("next_item", "intent")
+RANKING_TASKS = ("next_item", "intent", "letter_lookup")
 
 MISSING = {
     "identity": f"no user identities were given (tasks.identity=index needs {USER_INDEX.key})",

@@ -36,6 +36,9 @@ INSTRUCTIONS = {
                             "out of 5.",
     "intent": "Given user's preference and candidate items, recommend an item from the candidate pool with its "
               "index letter for this user.",  # Fig. 7
+    # beyond the paper (tasks.ratios.letter_lookup): which letter names a given title
+    "letter_lookup": "Given candidate items and the title of one of them, answer with that item's index letter in "
+                     "the candidate pool.",
 }
 
 PROMPT = "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
