@@ -47,10 +47,9 @@ def probe_samples(run_dir: Path, overrides: list[str], seed: int = 0, users: int
     from ranker_levers import valid_samples
 
     from ulmrec.ranker.engine import base_title_cutter
-    from ulmrec.tasks.base import Sample
-    from ulmrec.tasks.builders import lookup_sample
+    from ulmrec.tasks.builders import lookup_sample, ranking_sample
     from ulmrec.tasks.inputs import Titles
-    from ulmrec.tasks.templates import INSTRUCTIONS, LETTERS, fields
+    from ulmrec.tasks.templates import INSTRUCTIONS, fields
 
     cfg, ds, _, ranking = valid_samples(run_dir, overrides)
     ranking = ranking[:users] if users else ranking
@@ -61,10 +60,9 @@ def probe_samples(run_dir: Path, overrides: list[str], seed: int = 0, users: int
     for s, k in zip(ranking, probes, strict=True):
         names = titles.many(s.candidates)
         out["lookup"].append(lookup_sample(s.user_idx, list(s.candidates), names, int(k), split="valid"))
-        meta = {"candidates": list(s.candidates), "target": int(k), "meta": {"split": "valid"}}
-        out["in the ranking prompt"].append(Sample("letter_lookup", s.user_idx, INSTRUCTIONS["letter_lookup"],
-                                                   s.input + ";\n" + fields(("Item", names[int(k)])), LETTERS[int(k)],
-                                                   **meta))
+        out["in the ranking prompt"].append(ranking_sample("letter_lookup", s.user_idx, INSTRUCTIONS["letter_lookup"],
+                                                           s.input + ";\n" + fields(("Item", names[int(k)])),
+                                                           list(s.candidates), int(k), split="valid"))
     return cfg, out, [s.user_idx for s in ranking]
 
 
@@ -146,12 +144,12 @@ def main() -> int:
     cfg, samples, users = probe_samples(source, [], users=args.users)
     load0 = os.getloadavg()[0]
     models = {UNTUNED: score_model(cfg, None, samples, args.threads, source / "letter_binding_untuned.json")}
+    from ulmrec.config import load_config
+
     for spec in args.adapters:
         label, _, path = spec.rpartition("=")
         run = Path(path)
         label = label or run.name
-        from ulmrec.config import load_config
-
         rcfg = load_config([str(run / "ranker" / "config.yaml")])
         _, own, own_users = probe_samples(run, [], users=args.users)
         if own_users != users:

@@ -106,11 +106,6 @@ LEVERS = {
     "letter lookup, retriever order + skip: a lookup sample per prefix": [
         "tasks.train_candidates=retriever", "tasks.shuffle_candidates=false", "tasks.missing_target=skip",
         "tasks.ratios.letter_lookup=.inf"],
-    "letter lookup, shuffled + skip: a lookup sample per prefix (retriever top-20 shuffled)": [
-        "tasks.train_candidates=retriever_shuffled", "tasks.shuffle_candidates=true", "tasks.missing_target=skip",
-        "tasks.ratios.letter_lookup=.inf"],
-    "retriever top-20 shuffled + skip": [
-        "tasks.train_candidates=retriever_shuffled", "tasks.shuffle_candidates=true", "tasks.missing_target=skip"],
     "retriever order + skip, alignment tasks x3": [
         "tasks.train_candidates=retriever", "tasks.shuffle_candidates=false", "tasks.missing_target=skip",
         *[f"tasks.ratios.{t}=3" for t in ("index_to_preference", "preference_to_index", "history_to_index",
