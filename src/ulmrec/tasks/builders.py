@@ -145,7 +145,7 @@ def next_item_input(ctx: Context, u: int, history: list[str], cands: list[int], 
         parts.append(("User ID", ctx.identities[u]))
     if prompt != "no_history":
         parts.append(("User history", history_text(history)))
-    parts.append(("Candidate pool", candidates_text(ctx.titles.many(cands))))
+    parts.append(("Candidate pool", candidates_text(ctx.titles.many(cands), ctx.cfg.candidate_format)))
     return fields(*parts)
 
 
@@ -233,16 +233,18 @@ def _intent(ctx: Context, u: int, p: int, rng: np.random.Generator) -> Sample | 
     if got is None:
         return None
     cands, target = got
-    input_ = fields(("Preference", ctx.preference(u)), ("Candidate pool", candidates_text(ctx.titles.many(cands))))
+    input_ = fields(("Preference", ctx.preference(u)),
+                    ("Candidate pool", candidates_text(ctx.titles.many(cands), ctx.cfg.candidate_format)))
     return ranking_sample("intent", u, INSTRUCTIONS["intent"], input_, cands, target, position=p, split="train",
                           **ctx.teacher(u, p, cands))
 
 
 # ---------------------------------------------------------------- beyond the paper: letter lookup
-def lookup_sample(u: int, cands: list[int], titles: list[str], probe: int, **meta) -> Sample:
+def lookup_sample(u: int, cands: list[int], titles: list[str], probe: int, fmt: str = "letter_first",
+                  **meta) -> Sample:
     """Candidate pool (letter order) + the title of candidate ``probe``; the answer is its letter. Nothing about
     the user is shown: the sample teaches the binding of letters to titles that ranking by letter relies on."""
-    input_ = fields(("Candidate pool", candidates_text(titles)), ("Item", titles[probe]))
+    input_ = fields(("Candidate pool", candidates_text(titles, fmt)), ("Item", titles[probe]))
     return ranking_sample("letter_lookup", u, INSTRUCTIONS["letter_lookup"], input_, cands, probe, **meta)
 
 
@@ -252,7 +254,7 @@ def _letter_lookup(ctx: Context, u: int, p: int, rng: np.random.Generator) -> Sa
         return None
     cands, _ = got
     probe = int(rng.integers(len(cands)))  # every letter equally likely, whatever the list's order
-    return lookup_sample(u, cands, ctx.titles.many(cands), probe, position=p, split="train")
+    return lookup_sample(u, cands, ctx.titles.many(cands), probe, ctx.cfg.candidate_format, position=p, split="train")
 
 
 TASK_SPECS: dict[str, Task] = {t.name: t for t in (

@@ -68,6 +68,10 @@ class TasksConfig:
     prompt: Literal["full", "no_history", "no_index"] = "full"
     """(str) The next-item prompt: 'full' (user index + history + candidates, ULMRec), 'no_history' (user index
     + candidates, paper Table 4 ULMRec-uid) or 'no_index' (history + candidates, the LlamaRec-style ranker)."""
+    candidate_format: Literal["letter_first", "letter_last"] = "letter_first"
+    """(str) How every candidate pool (next_item, intent, letter_lookup, evaluation) shows the letters:
+    'letter_first' = '(A) title' (the paper's Fig. 2, LlamaRec); 'letter_last' = 'title (A)' (beyond the paper:
+    the letter token comes after its title, so it can attend to the title it names)."""
     identity: Literal["index", "reference", "numeric", "original"] = "index"
     """(str) The user's identity string (paper Fig. 9): 'index' = P-ID from index/user_index.parquet,
     'reference' = the authors' released P-ID (data/reference_index.parquet), 'numeric' = N-ID (user_idx + 1),

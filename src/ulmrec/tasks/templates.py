@@ -72,9 +72,18 @@ def history_text(titles: Sequence[str], ratings: Sequence[float | None] | None =
     return "\n".join(lines)
 
 
-def candidates_text(titles: Sequence[str]) -> str:
-    """``(A) title\\n(B) title ...``."""
-    return "\n".join(f"({LETTERS[i]}) {t}" for i, t in enumerate(titles))
+#: How a candidate line shows its letter: before the title (the paper's Fig. 2) or after it (beyond the paper).
+CANDIDATE_FORMATS = ("letter_first", "letter_last")
+
+
+def candidates_text(titles: Sequence[str], fmt: str = "letter_first") -> str:
+    """``(A) title\\n(B) title ...`` (``letter_first``, the paper) or ``title (A)\\ntitle (B) ...``
+    (``letter_last``: the letter token comes after, and can attend to, its title)."""
+    if fmt == "letter_first":
+        return "\n".join(f"({LETTERS[i]}) {t}" for i, t in enumerate(titles))
+    if fmt == "letter_last":
+        return "\n".join(f"{t} ({LETTERS[i]})" for i, t in enumerate(titles))
+    raise ValueError(f"candidate format must be one of {', '.join(CANDIDATE_FORMATS)}, got {fmt!r}")
 
 
 def rating_text(rating: float) -> str:
