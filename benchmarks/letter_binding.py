@@ -8,7 +8,12 @@ random (seeded, every letter equally likely), asked for its letter (the ``letter
 
 - ``lookup``: candidate pool + item title (the task's own prompt);
 - ``in the ranking prompt``: the user's ULMRec next-item input (user index, history, candidates) + the item
-  title, under the lookup instruction: the binding in the context the ranker reads.
+  title, under the lookup instruction: the binding in the context the ranker reads;
+- ``induction``: no instruction or template, the candidate lines, a line with the item title and `` (``: the
+  letter is the next token, what a copying (induction) head predicts when the letter follows its title.
+
+Candidates are shown as the run's ``tasks.candidate_format`` says: ``(A) title`` (the paper) or ``title (A)``
+(beyond the paper). The untuned LM gets a row per format.
 
 Rows: the untuned LM and each given adapter (a ``benchmarks/ranker_levers.py`` run directory, its selected
 checkpoint). Columns: top-1 accuracy (chance 1/20), the mean reciprocal rank of the right letter, accuracy when
@@ -39,7 +44,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO, RESULTS, header, save  # noqa: E402
 
 UNTUNED = "untuned LM"
-PROMPTS = ("lookup", "in the ranking prompt")
+PROMPTS = ("lookup", "in the ranking prompt", "induction")
+FORMAT_LABEL = {"letter_first": "(A) title", "letter_last": "title (A)"}
+
+
+def untuned_label(fmt: str) -> str:
+    return f"{UNTUNED}, {FORMAT_LABEL[fmt]}"
+
+
+def lora_layout(rc) -> str:
+    """``'r 8, q/v, top 8 layers'``: an adapter's LoRA layout from its ranker settings."""
+    maps = "/".join(t.removesuffix("_proj") for t in rc.lora_targets)
+    maps = "all 7 maps" if len(rc.lora_targets) == 7 else maps
+    return f"r {rc.lora_r}, {maps}, " + (f"top {rc.lora_layers} layers" if rc.lora_layers else "all layers")
+
+
+def induction_text(names: list[str], probe: int, fmt: str) -> str:
+    """The candidate lines, then the probed title and `` (``: the next token is its letter when letters follow
+    their titles (``letter_last``), a copy an induction head makes; no instruction, no template."""
+    from ulmrec.tasks.templates import candidates_text
+
+    return f"{candidates_text(names, fmt)}\n{names[probe]} ("
 
 
 def probe_samples(run_dir: Path, overrides: list[str], seed: int = 0, users: int = 0):
@@ -52,6 +77,7 @@ def probe_samples(run_dir: Path, overrides: list[str], seed: int = 0, users: int
     from ulmrec.tasks.templates import INSTRUCTIONS, fields
 
     cfg, ds, _, ranking = valid_samples(run_dir, overrides)
+    fmt = cfg.tasks.candidate_format
     ranking = ranking[:users] if users else ranking
     titles = Titles(ds, base_title_cutter(cfg.ranker))
     rng = np.random.default_rng(seed)
@@ -59,10 +85,12 @@ def probe_samples(run_dir: Path, overrides: list[str], seed: int = 0, users: int
     out = {p: [] for p in PROMPTS}
     for s, k in zip(ranking, probes, strict=True):
         names = titles.many(s.candidates)
-        out["lookup"].append(lookup_sample(s.user_idx, list(s.candidates), names, int(k), split="valid"))
+        out["lookup"].append(lookup_sample(s.user_idx, list(s.candidates), names, int(k), fmt, split="valid"))
         out["in the ranking prompt"].append(ranking_sample("letter_lookup", s.user_idx, INSTRUCTIONS["letter_lookup"],
                                                            s.input + ";\n" + fields(("Item", names[int(k)])),
                                                            list(s.candidates), int(k), split="valid"))
+        out["induction"].append(ranking_sample("letter_lookup", s.user_idx, "", "", list(s.candidates), int(k),
+                                               split="valid", text=induction_text(names, int(k), fmt)))
     return cfg, out, [s.user_idx for s in ranking]
 
 
@@ -79,14 +107,19 @@ def measure(scores: np.ndarray, samples) -> dict:
 
 
 def score_model(cfg, adapter: Path | None, samples: dict, threads: int, cache: Path) -> dict:
-    """The model's columns for every prompt; saved in ``cache`` (same users and probes: read back, not rescored)."""
+    """The model's columns for every prompt; saved in ``cache`` (same users, probes and candidate format: read back,
+    not rescored)."""
     import torch
 
     from ulmrec.io import write_json
     from ulmrec.ranker.engine import Ranker
+    from ulmrec.ranker.predict import score_samples
 
     key = {p: [[s.user_idx, s.target] for s in ss] for p, ss in samples.items()}
+    fmt = cfg.tasks.candidate_format
     saved = json.loads(cache.read_text()) if cache.exists() else {"key": {}, "result": {}}
+    if saved.get("format", "letter_first") != fmt:
+        saved = {"key": {}, "result": {}}
     out = {p: saved["result"][p] for p in samples if saved["key"].get(p) == key[p]}
     if len(out) == len(samples):
         return out
@@ -96,9 +129,15 @@ def score_model(cfg, adapter: Path | None, samples: dict, threads: int, cache: P
         if prompt in out:
             continue
         t0 = time.perf_counter()
-        scores, _ = ranker.score(ss, desc=f"{adapter.parent.parent.name if adapter else UNTUNED}: {prompt}")
+        desc = f"{adapter.parent.parent.name if adapter else UNTUNED}: {prompt}"
+        if prompt == "induction":  # the raw text, no template, no special tokens: the letter is the next token
+            encoded = [ranker.tokenizer(s.meta["text"], add_special_tokens=False)["input_ids"] for s in ss]
+            scores, _ = score_samples(ranker.model, ranker.tokenizer, ss, ranker.cfg.score_batch_size, ranker.device,
+                                      desc=desc, encoded=encoded)
+        else:
+            scores, _ = ranker.score(ss, desc=desc)
         out[prompt] = {**measure(np.asarray(scores, dtype=np.float64), ss), "seconds": time.perf_counter() - t0}
-    write_json(cache, {"key": key, "result": out})
+    write_json(cache, {"key": key, "format": fmt, "result": out})
     return {p: out[p] for p in samples}
 
 
@@ -115,17 +154,21 @@ def markdown(r: dict) -> str:
              f"`{r['source']}`)", "",
              "Each user's 20 validation candidates (retriever order) and the title of one of them (drawn at random, "
              "every letter equally likely), answered by the letter's logit among the 20 letters. Chance: top-1 "
-             "0.05. 'vs untuned' = paired bootstrap 95 % interval of the accuracy difference on the same users.", ""]
+             "0.05. Paired bootstrap 95 % intervals of the accuracy difference on the same users: 'vs untuned, "
+             "(A) title' against the untuned LM in the paper's format, 'vs untuned, same format' against the "
+             "untuned LM in the row's own format (the training effect).", ""]
     for prompt in PROMPTS:
         lines += [f"## Prompt: {prompt}", "",
-                  "| model | top-1 accuracy | vs untuned [95 % CI] | MRR | accuracy, answer A | accuracy, answer not A | predicted A | s |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "| model | LoRA | candidates | top-1 accuracy | vs untuned, (A) title [95 % CI] | vs untuned, same format "
+                  "[95 % CI] | MRR | accuracy, answer A | accuracy, answer not A | predicted A | s |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for name, m in r["models"].items():
             x = m[prompt]
-            d = x.get("vs_untuned")
-            ci = f"{d['mean']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}]" if d else ""
+            ci = [f"{d['mean']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}]" if d else ""
+                  for d in (x.get("vs_untuned_paper_format"), x.get("vs_untuned"))]
             a = "" if x["accuracy_answer_A"] is None else f"{x['accuracy_answer_A']:.3f}"
-            lines.append(f"| {name} | {x['accuracy']:.3f} | {ci} | {x['mrr']:.3f} | {a} | "
+            lines.append(f"| {name} | {m.get('lora', '-')} | {FORMAT_LABEL[m['format']]} | {x['accuracy']:.3f} | {ci[0]} | {ci[1]} | "
+                         f"{x['mrr']:.3f} | {a} | "
                          f"{x['accuracy_answer_not_A']:.3f} | {x['predicted_A']:.3f} | {x['seconds']:.0f} |")
         lines.append("")
     lines += [r["note"], "", f"Load average before/after: {r['loadavg_before']:.2f} / {r['loadavg_after']:.2f}"]
@@ -141,9 +184,13 @@ def main() -> int:
     ap.add_argument("--users", type=int, default=0, help="the first N validation users only (a smoke test; 0: all)")
     args = ap.parse_args()
     source = Path(args.source)
-    cfg, samples, users = probe_samples(source, [], users=args.users)
     load0 = os.getloadavg()[0]
-    models = {UNTUNED: score_model(cfg, None, samples, args.threads, source / "letter_binding_untuned.json")}
+    models, users = {}, None
+    for fmt in FORMAT_LABEL:  # the untuned LM in each candidate format (the paper's cache name kept)
+        cfg, samples, own_users = probe_samples(source, [f"tasks.candidate_format={fmt}"], users=args.users)
+        users = users or own_users
+        name = "letter_binding_untuned.json" if fmt == "letter_first" else f"letter_binding_untuned_{fmt}.json"
+        models[untuned_label(fmt)] = {**score_model(cfg, None, samples, args.threads, source / name), "format": fmt}
     from ulmrec.config import load_config
 
     for spec in args.adapters:
@@ -151,17 +198,25 @@ def main() -> int:
         run = Path(path)
         label = label or run.name
         rcfg = load_config([str(run / "ranker" / "config.yaml")])
-        _, own, own_users = probe_samples(run, [], users=args.users)
+        fmt = rcfg.tasks.candidate_format  # the prompts show the candidates as the adapter was trained on them
+        _, own, own_users = probe_samples(run, [f"tasks.candidate_format={fmt}"], users=args.users)
         if own_users != users:
             raise SystemExit(f"{run}: its validation users differ from {source}'s")
-        models[label] = score_model(rcfg, run / "ranker" / "adapter", own, args.threads, run / "letter_binding.json")
+        models[label] = {**score_model(rcfg, run / "ranker" / "adapter", own, args.threads, run / "letter_binding.json"),
+                         "format": fmt, "lora": lora_layout(rcfg.ranker)}
+    paper = models[untuned_label("letter_first")]
+    for m in models.values():
         for prompt in PROMPTS:
-            models[label][prompt]["vs_untuned"] = paired_accuracy(models[label][prompt]["correct"],
-                                                                     models[UNTUNED][prompt]["correct"])
+            if m is not paper:
+                m[prompt]["vs_untuned_paper_format"] = paired_accuracy(m[prompt]["correct"], paper[prompt]["correct"])
+            base = models[untuned_label(m["format"])]
+            if m is not base:
+                m[prompt]["vs_untuned"] = paired_accuracy(m[prompt]["correct"], base[prompt]["correct"])
     r = {**header(), "source": str(source.resolve().relative_to(REPO) if source.resolve().is_relative_to(REPO) else source),
          "users": len(users), "loadavg_before": load0, "models": models, "loadavg_after": os.getloadavg()[0],
-         "note": "Every adapter has the sample preset's layout (LoRA r 8 on q/v of the top 8 of 30 layers, bf16, lr 1e-3, "
-                 "batch 2; the levers' ranker.index_token_grad=all); its training is named by its label. "
+         "note": "Every adapter: bf16, lr 1e-3, batch 2, the levers' ranker.index_token_grad=all, its LoRA layout in "
+                 "the LoRA column (the sample preset's: r 8 on q/v of the top 8 of 30 layers); its training is named "
+                 "by its label. "
                  "Preferences: none in these prompts except through the user index of the 'in the ranking prompt' "
                  "variant (the shipped GPT-3.5 sentences shaped the index and the adapters' training). "
                  "Nothing here is timed for comparison; the s column is this run's scoring wall clock."}

@@ -73,6 +73,14 @@ LEVERS = {
     "retriever order + skip, cross-fitted training lists (2 folds)": [
         "tasks.train_candidates=retriever", "tasks.shuffle_candidates=false", "tasks.missing_target=skip",
         "retrieval.train_candidates_folds=2"],
+    # beyond the paper: 'title (A)' instead of '(A) title', so each letter token follows (and can attend to) the
+    # title it names (benchmarks/letter_binding.py: with the letter first the LM cannot find a title's letter)
+    "letter after the title, retriever order + skip": [
+        "tasks.train_candidates=retriever", "tasks.shuffle_candidates=false", "tasks.missing_target=skip",
+        "tasks.candidate_format=letter_last"],
+    "letter after the title, retriever top-20 shuffled + skip": [
+        "tasks.train_candidates=retriever_shuffled", "tasks.shuffle_candidates=true", "tasks.missing_target=skip",
+        "tasks.candidate_format=letter_last"],
     # the LM trained as a correction of the retriever: w x log_softmax(retriever scores) added to the letter
     # logits in the loss and in checkpoint selection (ranker.residual_weight); read through the fused column
     "retriever order + skip, residual on the retriever's scores (weight 1)": [

@@ -33,3 +33,19 @@ def test_paired_accuracy_interval():
     assert same == {"mean": 0.0, "lo": 0.0, "hi": 0.0}
     better = mod.paired_accuracy([1] * 150 + [0] * 50, [0] * 150 + [0] * 50)
     assert better["mean"] == 0.75 and 0.6 < better["lo"] < 0.75 < better["hi"] < 0.85
+
+
+def test_induction_text():
+    mod = load_benchmark("letter_binding")
+    names = ["Red lipstick", "Blue shampoo", "Green soap"]
+    assert mod.induction_text(names, 1, "letter_last") == "Red lipstick (A)\nBlue shampoo (B)\nGreen soap (C)\nBlue shampoo ("
+    assert mod.induction_text(names, 2, "letter_first") == "(A) Red lipstick\n(B) Blue shampoo\n(C) Green soap\nGreen soap ("
+
+
+def test_lora_layout():
+    from ulmrec.ranker.config import RankerConfig
+
+    mod = load_benchmark("letter_binding")
+    assert mod.lora_layout(RankerConfig(lora_layers=8)) == "r 8, q/v, top 8 layers"
+    seven = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    assert mod.lora_layout(RankerConfig(lora_layers=0, lora_targets=seven, lora_r=16)) == "r 16, all 7 maps, all layers"
