@@ -150,6 +150,26 @@ def slug(name: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")[:40]
 
 
+def prepare_lever_dir(run_dir: Path, source: Path) -> None:
+    """Copy the source's data/, retrieval/, index/, preferences/ into a lever's run directory where missing, under
+    the run directory's lock: a lever another process is training stops this call (RunDirBusy), and an
+    interrupted lever keeps its ``.ranker.partial`` checkpoints, so its ``--one`` job resumes instead of
+    starting over. Folders already there are kept: remove a lever's run directory by hand to rebuild it from
+    another source."""
+    from ulmrec.runlock import RunDirBusy, run_lock
+
+    try:
+        with run_lock(run_dir, "ranker_levers.py: preparing the lever's run directory"):
+            for sub in ("data", "retrieval", "index", "preferences"):
+                if (source / sub).exists() and not (run_dir / sub).exists():
+                    tmp = run_dir / f".{sub}.copying"
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    shutil.copytree(source / sub, tmp)
+                    os.replace(tmp, run_dir / sub)
+    except RunDirBusy as e:
+        raise SystemExit(f"{run_dir}: {e}") from None
+
+
 def one(name: str, source: str, overrides: list[str], base: Path = RUNS) -> int:
     """Train one lever (``ulmrec train``, skipped when current) and save its validation ranks."""
     from ulmrec.config import load_config
@@ -237,12 +257,7 @@ def main() -> int:
         while queue and free:
             name, over = queue.pop(0)
             run_dir = base / slug(name)
-            if not (run_dir / "ranker" / "stage.json").exists():
-                shutil.rmtree(run_dir, ignore_errors=True)
-                run_dir.mkdir(parents=True)
-                for sub in ("data", "retrieval", "index", "preferences"):
-                    if (Path(args.source) / sub).exists():
-                        shutil.copytree(Path(args.source) / sub, run_dir / sub)
+            prepare_lever_dir(run_dir, Path(args.source))
             core = free.pop(0)
             cmd = ["taskset", "-c", str(core), sys.executable, str(Path(__file__).resolve()), "--one", name,
                    "--source", args.source, "--runs", str(base), "--", *common, *over]

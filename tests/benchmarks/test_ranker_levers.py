@@ -142,3 +142,42 @@ def test_a_title_teacher_without_a_same_weight_twin_pairs_with_another_weight():
                                              "targets retriever + 3 x title sim",
                                          "retriever order, only prefixes whose list holds the target")}
     assert mod.retriever_teacher(next(k for k in levers if "title" in k), levers) == w1
+
+
+def test_prepare_lever_dir_keeps_an_interrupted_lever_and_refuses_a_busy_one(tmp_path):
+    import subprocess
+    import sys
+    import textwrap
+
+    import pytest
+
+    mod = _module()
+    source, run = tmp_path / "source", tmp_path / "runs" / "lever"
+    for sub in ("data", "retrieval", "index"):
+        (source / sub).mkdir(parents=True)
+        (source / sub / "f.txt").write_text(sub)
+    mod.prepare_lever_dir(run, source)
+    assert {p.name for p in run.iterdir() if not p.name.startswith(".")} == {"data", "retrieval", "index"}
+    # an interrupted lever: its checkpoint stays, nothing is copied over what is there
+    (run / ".ranker.partial" / "checkpoint").mkdir(parents=True)
+    (run / "data" / "f.txt").write_text("kept")
+    mod.prepare_lever_dir(run, source)
+    assert (run / ".ranker.partial" / "checkpoint").is_dir() and (run / "data" / "f.txt").read_text() == "kept"
+    # another process training the lever holds its run directory: refused, nothing touched
+    holder = textwrap.dedent("""
+        import sys
+        from ulmrec.runlock import run_lock
+        with run_lock(sys.argv[1], command="holder-test"):
+            print("held", flush=True)
+            sys.stdin.read()
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", holder, str(run)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True)
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        with pytest.raises(SystemExit, match="lever"):
+            mod.prepare_lever_dir(run, source)
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=30)
+    assert (run / ".ranker.partial" / "checkpoint").is_dir()
