@@ -29,6 +29,8 @@ from _common import REPO, header, save  # noqa: E402
 
 #: Every lever names its training candidates, so the table does not depend on what the sample preset picks.
 SAMPLED = ["tasks.train_candidates=sampled", "tasks.shuffle_candidates=true"]
+#: LoRA on all 7 linear maps of all 30 layers ("full LoRA"), the layout that learns the letter lookup.
+FULL_LORA = ["ranker.lora_layers=0", "ranker.lora_targets=[q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj]"]
 LEVERS = {
     "reference: sampled candidates, Eq. 7 loss, lr 1e-3": SAMPLED,
     "today's engine path (fp32 weights, LoRA on all layers)": [*SAMPLED, "ranker.dtype=float32", "ranker.lora_layers=0"],
@@ -85,21 +87,21 @@ LEVERS = {
     # on all 7 maps of all 30 layers (top-1 0.353, chance 0.05) and not with q/v of the top 8 (0.057)
     "retriever order + skip, LoRA on all 7 maps of all 30 layers": [
         "tasks.train_candidates=retriever", "tasks.shuffle_candidates=false", "tasks.missing_target=skip",
-        "ranker.lora_layers=0", "ranker.lora_targets=[q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj]"],
+        *FULL_LORA],
     # ... and with the letter after its title (tasks.candidate_format=letter_last), where the same lookup adapters
     # reach 0.923; "full LoRA" = all 7 maps of all 30 layers
     "title (A), full LoRA, retriever order + skip": [
         "tasks.train_candidates=retriever", "tasks.shuffle_candidates=false", "tasks.missing_target=skip",
         "tasks.candidate_format=letter_last",
-        "ranker.lora_layers=0", "ranker.lora_targets=[q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj]"],
+        *FULL_LORA],
     "title (A) + a lookup sample per prefix, full LoRA, retriever order + skip": [
         "tasks.train_candidates=retriever", "tasks.shuffle_candidates=false", "tasks.missing_target=skip",
         "tasks.candidate_format=letter_last", "tasks.ratios.letter_lookup=.inf",
-        "ranker.lora_layers=0", "ranker.lora_targets=[q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj]"],
+        *FULL_LORA],
     "retriever order + skip + a lookup sample per prefix, LoRA on all 7 maps of all 30 layers": [
         "tasks.train_candidates=retriever", "tasks.shuffle_candidates=false", "tasks.missing_target=skip",
         "tasks.ratios.letter_lookup=.inf",
-        "ranker.lora_layers=0", "ranker.lora_targets=[q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj]"],
+        *FULL_LORA],
     # the LM trained as a correction of the retriever: w x log_softmax(retriever scores) added to the letter
     # logits in the loss and in checkpoint selection (ranker.residual_weight); read through the fused column
     "retriever order + skip, residual on the retriever's scores (weight 1)": [
