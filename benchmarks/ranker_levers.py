@@ -94,6 +94,12 @@ LEVERS = {
         "tasks.train_candidates=retriever", "tasks.shuffle_candidates=false", "tasks.missing_target=skip",
         "tasks.candidate_format=letter_last",
         *FULL_LORA],
+    # the list order taken away: a letter ranker that gains here reads the titles (its fusion row shows whether
+    # that adds to the retriever)
+    "title (A), full LoRA, retriever top-20 shuffled + skip": [
+        "tasks.train_candidates=retriever_shuffled", "tasks.shuffle_candidates=true", "tasks.missing_target=skip",
+        "tasks.candidate_format=letter_last",
+        *FULL_LORA],
     "title (A) + a lookup sample per prefix, full LoRA, retriever order + skip": [
         "tasks.train_candidates=retriever", "tasks.shuffle_candidates=false", "tasks.missing_target=skip",
         "tasks.candidate_format=letter_last", "tasks.ratios.letter_lookup=.inf",
