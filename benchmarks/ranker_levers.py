@@ -94,6 +94,11 @@ LEVERS = {
         "tasks.train_candidates=retriever", "tasks.shuffle_candidates=false", "tasks.missing_target=skip",
         "tasks.candidate_format=letter_last",
         *FULL_LORA],
+    # false negatives: the retriever that writes the training-prefix lists was trained on those sequences and
+    # lists the user's own later items (2.5 of the 19 negatives on the sample); evaluation lists hold none
+    "retriever order + skip, the user's other training items excluded": [
+        "tasks.train_candidates=retriever", "tasks.shuffle_candidates=false", "tasks.missing_target=skip",
+        "tasks.exclude_user_items=true"],
     # the list order taken away: a letter ranker that gains here reads the titles (its fusion row shows whether
     # that adds to the retriever)
     "title (A), full LoRA, retriever top-20 shuffled + skip": [

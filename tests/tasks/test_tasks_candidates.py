@@ -206,3 +206,54 @@ def test_scores_must_match_the_candidates(ds, identities):
     frame["scores"] = [[0.0] * 3 for _ in range(len(frame))]
     with pytest.raises(DataError, match="scores"):
         build(ds, identities, frame, train_candidates="retriever")
+
+
+# ----------------------------------------------------------------------------------------- exclude_user_items
+def frame_with_later_items(ds, width):
+    """Per prefix: the user's later training items first (what a retriever that memorised the sequence
+    lists), then the target, then unseen items, ``width`` in all, with descending scores."""
+    rng = np.random.default_rng(3)
+    rows = []
+    for u, seq in enumerate(ds.train_sequences()):
+        mine = set(seq.tolist())
+        for p in range(1, len(seq)):
+            later = [int(i) for i in seq[p + 1:p + 4]]
+            free = [i for i in range(1, ds.num_items + 1) if i not in mine]
+            rest = rng.choice(free, width - len(later) - 1, replace=False).tolist()
+            cands = later + [int(seq[p])] + rest
+            rows.append((u, p, cands, int(seq[p]), list(np.linspace(9.0, 0.0, width))))
+    return pd.DataFrame(rows, columns=["user_idx", "position", "candidates", "target", "scores"])
+
+
+@pytest.mark.parametrize("width", [25, 20])
+def test_exclude_user_items_drops_the_users_later_items_and_refills(ds, identities, width):
+    frame = frame_with_later_items(ds, width)
+    lists = {(r.user_idx, r.position): list(r.candidates) for r in frame.itertuples()}
+    train = ds.train_sequences()
+    kept, _ = build(ds, identities, frame, train_candidates="retriever", shuffle_candidates=False)
+    assert any(set(s.candidates) & (set(train[s.user_idx].tolist()) - {s.candidates[s.target]}) for s in kept)
+    samples, report = build(ds, identities, frame, train_candidates="retriever", shuffle_candidates=False,
+                            exclude_user_items=True)
+    assert len(samples) == len(frame)
+    topped = 0
+    for s in samples:
+        key = (s.user_idx, s.meta["position"])
+        mine = set(train[s.user_idx].tolist())
+        target = int(train[s.user_idx][key[1]])
+        assert len(s.candidates) == 20 == len(set(s.candidates)) and s.candidates[s.target] == target
+        assert not (set(s.candidates) - {target}) & mine  # none of the user's other items
+        ranked = [c for c in lists[key] if c == target or c not in mine]
+        assert s.candidates[:min(20, len(ranked))] == ranked[:20]  # retriever order, refilled from beyond 20
+        if len(ranked) < 20:
+            topped += 1
+            assert "teacher" not in s.meta  # uniform fill-ins have no retriever score
+        else:
+            assert s.meta["teacher"] == sorted(s.meta["teacher"], reverse=True)
+    excluded_some = sum(len([c for c in lists[k] if c in set(train[k[0]].tolist()) - {int(train[k[0]][k[1]])}]) > 0
+                        for k in lists)
+    assert excluded_some > 0
+    if width == 20:
+        assert topped == excluded_some
+        assert report["not_rendered"]["next_item/topped_up_after_exclusion"] == topped
+    else:
+        assert topped == 0

@@ -31,6 +31,7 @@ from ulmrec.tasks.candidate_lists import (
     place_target,
     prefix_rng,
     sample_candidates,
+    top_up,
 )
 from ulmrec.tasks.config import ALWAYS_SHUFFLED, RETRIEVER_MODES, TasksConfig
 from ulmrec.tasks.inputs import Titles
@@ -117,6 +118,11 @@ class Context:
                     self.skip(f"{task}/hard_negatives_topped_up")
             else:
                 cands = cands[:n]
+                if len(cands) < n:  # tasks.exclude_user_items took more than the file holds beyond n
+                    cands, added = top_up(rng, cands, seq, self.ds.num_items, n)
+                    self.skip(f"{task}/topped_up_after_exclusion")
+                    if added == 0 and len(cands) < n:
+                        return None
                 if target not in cands:
                     self.skip(f"{task}/target_not_retrieved_{self.cfg.missing_target}")
                 cands = place_target(cands, target, self.cfg.missing_target)

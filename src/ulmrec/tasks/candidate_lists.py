@@ -123,13 +123,16 @@ class TrainCandidates:
     """Retriever candidates per training prefix: ``get(user, position)`` -> the first ``n`` (``keep`` when
     larger) item_idx (retriever order) for predicting ``sequence[position]`` from ``sequence[:position]``, or ``None`` when not retrieved.
 
+    ``exclude_user_items``: the user's training items other than the target are removed from each list first
+    (``tasks.exclude_user_items``), so a list may hold fewer than ``n`` items.
+
     Rows are matched by ``(user_idx, position)`` when the file has a ``position`` column (0-based position of
     the target in the user's sequence), otherwise by ``(user_idx, target)`` (sequences have no repeated items
     after preprocessing; with repeats the last training occurrence wins).
     """
 
     def __init__(self, frame: pd.DataFrame, ds: Dataset, n: int, source: str = artifacts.candidates("train").name,
-                 keep: int | None = None):
+                 keep: int | None = None, exclude_user_items: bool = False):
         check_candidates(frame, n, source)
         self.n = n
         keep = max(n, keep or n)  # items kept per list ('hard_negatives' reads a pool beyond the letters)
@@ -157,13 +160,19 @@ class TrainCandidates:
                 pos = where[u].get(int(target))
                 if pos is None:
                     continue
-            kept = np.asarray(cands[:keep], dtype=np.int64)
+            if score is not None and len(score) != len(cands):
+                raise DataError(f"{len(score)} scores for {len(cands)} candidates", source, line=row + 1,
+                                field="scores")
+            kept = np.asarray(cands, dtype=np.int64)
+            mask = slice(None)
+            if exclude_user_items:  # the user's other training items out, the target stays
+                mine = train[u]
+                mask = ~np.isin(kept, mine) | (kept == int(target))
+                kept = kept[mask]
+            kept = kept[:keep]
             self._lists[(u, int(pos))] = kept
             if score is not None:
-                if len(score) != len(cands):
-                    raise DataError(f"{len(score)} scores for {len(cands)} candidates", source, line=row + 1,
-                                    field="scores")
-                self._scores[(u, int(pos))] = np.asarray(score[:keep], dtype=np.float64)
+                self._scores[(u, int(pos))] = np.asarray(score, dtype=np.float64)[mask][:keep]
             if (kept[:n] == int(target)).any():
                 self.hits.add((u, int(pos)))
 
@@ -191,6 +200,19 @@ class TrainCandidates:
         for u, p in self.hits if with_target else self._lists:
             out.setdefault(u, set()).add(p)
         return out
+
+
+def top_up(rng: np.random.Generator, cands: list[int], excluded, num_items: int, n: int) -> tuple[list[int], int]:
+    """``(cands, added)``: ``cands`` filled up to ``n`` with distinct uniform items from 1..num_items that are
+    neither in ``cands`` nor in ``excluded``, in draw order after them (unchanged when already ``n`` long)."""
+    need = n - len(cands)
+    if need <= 0:
+        return list(cands), 0
+    # 0 is no item: sample_candidates puts it first and draws ``need`` real items after it
+    extra = sample_candidates(rng, 0, set(int(i) for i in excluded) | set(int(c) for c in cands), num_items, need + 1)
+    if extra is None:
+        return list(cands), 0
+    return list(cands) + extra[1:], need
 
 
 def place_target(cands: list[int], target: int, missing: str) -> list[int] | None:

@@ -62,6 +62,15 @@ class TasksConfig:
     missing_target: Literal["replace", "skip"] = "replace"
     """(str) 'retriever' / 'retriever_shuffled' candidates without the target: 'replace' the lowest-ranked
     candidate by the target, or 'skip' that training prefix ('hard_negatives' always adds the target)."""
+    exclude_user_items: bool = False
+    """(bool) 'retriever' / 'retriever_shuffled' training lists (beyond the paper): drop the user's other
+    training items from a prefix's retriever list before its top num_candidates are taken, then fill it up from
+    the retriever's further ranks (what candidates_train.parquet holds beyond num_candidates: raise
+    retrieval.num_candidates) and, when those run out, with uniform items the user never had. Evaluation lists
+    hold none of the user's training items (the retriever excludes seen items); the training-prefix lists of a
+    retriever trained on those very sequences hold the user's later items, which the user did buy, as negatives
+    (of the lists holding the target: 1.2 on full Beauty, 1.3 on Games, 2.5 on the Beauty sample;
+    benchmarks/results/train_list_user_items.md)."""
     shuffle_candidates: bool = True
     """(bool) Shuffle training candidates (for 'retriever' too: on training prefixes the retriever has seen
     the answer and ranks it first most of the time, which would teach 'answer A')."""

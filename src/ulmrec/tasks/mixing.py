@@ -136,7 +136,10 @@ def build_training_samples(ds: Dataset, cfg: TasksConfig, *, identities: Mapping
     retrieved = None
     if cfg.train_candidates in RETRIEVER_MODES and train_candidates is not None:
         keep = cfg.hard_negative_pool if cfg.train_candidates == "hard_negatives" else None
-        retrieved = TrainCandidates(train_candidates, ds, cfg.num_candidates, keep=keep)
+        if cfg.exclude_user_items and cfg.train_candidates != "hard_negatives":
+            keep = 1 << 30  # everything the file holds: the ranks beyond num_candidates refill the list
+        retrieved = TrainCandidates(train_candidates, ds, cfg.num_candidates, keep=keep,
+                                    exclude_user_items=cfg.exclude_user_items and cfg.train_candidates != "hard_negatives")
     ctx = Context(ds, cfg, Titles(ds, title_fn), identities, preferences, retrieved, seed=seed)
 
     report: dict = {"tasks": {}, "seed": seed, "train_candidates": cfg.train_candidates}
