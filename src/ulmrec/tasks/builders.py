@@ -119,9 +119,9 @@ class Context:
             else:
                 cands = cands[:n]
                 if len(cands) < n:  # tasks.exclude_user_items took more than the file holds beyond n
-                    cands, added = top_up(rng, cands, seq, self.ds.num_items, n)
+                    cands, _ = top_up(rng, cands, seq, self.ds.num_items, n)
                     self.skip(f"{task}/topped_up_after_exclusion")
-                    if added == 0 and len(cands) < n:
+                    if len(cands) < n:
                         return None
                 if target not in cands:
                     self.skip(f"{task}/target_not_retrieved_{self.cfg.missing_target}")

@@ -74,10 +74,8 @@ def hard_negative_candidates(rng: np.random.Generator, target: int, retrieved, s
     hard = list(dict.fromkeys(int(c) for c in list(retrieved)[:pool] if int(c) not in excluded))
     if len(hard) >= n - 1:
         return [target] + [hard[i] for i in rng.choice(len(hard), n - 1, replace=False)], 0
-    topped = sample_candidates(rng, target, excluded | set(hard), num_items, n - len(hard))
-    if topped is None:
-        return None
-    return [target] + hard + topped[1:], len(topped) - 1
+    filled, uniform = top_up(rng, [target] + hard, excluded, num_items, n)
+    return (filled, uniform) if len(filled) == n else None
 
 
 def read_candidates(path: str | Path, n: int) -> pd.DataFrame:
