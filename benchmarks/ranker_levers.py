@@ -99,6 +99,15 @@ LEVERS = {
     "retriever order + skip, the user's other training items excluded": [
         "tasks.train_candidates=retriever", "tasks.shuffle_candidates=false", "tasks.missing_target=skip",
         "tasks.exclude_user_items=true"],
+    # ... with the letter after its title (the format in which the untuned LM can find a title's letter), and with
+    # the list order taken away: the cleanest test of whether the false negatives are what kept the shuffled levers
+    # below random
+    "title (A), own later items excluded: retriever order + skip": [
+        "tasks.train_candidates=retriever", "tasks.shuffle_candidates=false", "tasks.missing_target=skip",
+        "tasks.candidate_format=letter_last", "tasks.exclude_user_items=true"],
+    "shuffled title (A), own later items excluded: retriever top-20 + skip": [
+        "tasks.train_candidates=retriever_shuffled", "tasks.shuffle_candidates=true", "tasks.missing_target=skip",
+        "tasks.candidate_format=letter_last", "tasks.exclude_user_items=true"],
     # the list order taken away: a letter ranker that gains here reads the titles (its fusion row shows whether
     # that adds to the retriever)
     "title (A), full LoRA, retriever top-20 shuffled + skip": [
