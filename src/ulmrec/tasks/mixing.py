@@ -135,11 +135,12 @@ def build_training_samples(ds: Dataset, cfg: TasksConfig, *, identities: Mapping
     identities, preferences = check_mapping("identities", identities), check_mapping("preferences", preferences)
     retrieved = None
     if cfg.train_candidates in RETRIEVER_MODES and train_candidates is not None:
-        keep = cfg.hard_negative_pool if cfg.train_candidates == "hard_negatives" else None
-        if cfg.exclude_user_items and cfg.train_candidates != "hard_negatives":
-            keep = 1 << 30  # everything the file holds: the ranks beyond num_candidates refill the list
-        retrieved = TrainCandidates(train_candidates, ds, cfg.num_candidates, keep=keep,
-                                    exclude_user_items=cfg.exclude_user_items and cfg.train_candidates != "hard_negatives")
+        hard = cfg.train_candidates == "hard_negatives"
+        exclude = cfg.exclude_user_items and not hard
+        # 'hard_negatives' reads a pool beyond the letters; with exclusion everything the file holds is kept, so the
+        # ranks beyond num_candidates refill the list
+        keep = cfg.hard_negative_pool if hard else (1 << 30 if exclude else None)
+        retrieved = TrainCandidates(train_candidates, ds, cfg.num_candidates, keep=keep, exclude_user_items=exclude)
     ctx = Context(ds, cfg, Titles(ds, title_fn), identities, preferences, retrieved, seed=seed)
 
     report: dict = {"tasks": {}, "seed": seed, "train_candidates": cfg.train_candidates}
