@@ -45,14 +45,6 @@ def chance_ndcg(n: int = 20, k: int = 10) -> float:
     return float(sum(1 / np.log2(r + 2) for r in range(min(n, k))) / n)
 
 
-def ranks_of(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    from ulmrec.metrics import target_rank
-
-    valid = np.isfinite(scores)
-    safe = np.where(valid, scores, np.finfo(np.float32).min)
-    return target_rank(safe, targets, valid).numpy()
-
-
 def top1_hist(scores: np.ndarray) -> list[int]:
     safe = np.where(np.isfinite(scores), scores, -np.inf)
     return np.bincount(safe.argmax(1), minlength=scores.shape[1]).tolist()
@@ -61,18 +53,18 @@ def top1_hist(scores: np.ndarray) -> list[int]:
 def validation_view(run_dir: Path) -> dict:
     from ulmrec.evaluation.stats import paired_bootstrap
     from ulmrec.metrics import metrics_from_ranks
+    from ulmrec.ranker.predict import ranks_of_targets
 
     saved = json.loads((run_dir / "valid_ranks.json").read_text())
     if "scores" not in saved:
         raise SystemExit(f"{run_dir}/valid_ranks.json has no letter scores (score it with ranker_levers.py)")
+    # NaN where a user has no such candidate: never ranked above the target, left out of the mean
     scores = np.array([[np.nan if x is None else x for x in row] for row in saved["scores"]], dtype=np.float64)
-    scores = np.where(np.isnan(scores), -np.inf, scores)
     targets = np.asarray(saved["targets"])
-    model = ranks_of(scores, targets)
+    model = ranks_of_targets(scores, targets)
     # a constant order: the adapter's mean letter score over the users, the same for every user
-    finite = np.where(np.isfinite(scores), scores, np.nan)
-    prior = np.nanmean(finite - np.nanmax(finite, 1, keepdims=True), 0)
-    constant = ranks_of(np.broadcast_to(prior, scores.shape).copy(), targets)
+    prior = np.nanmean(scores - np.nanmax(scores, 1, keepdims=True), 0)
+    constant = ranks_of_targets(np.broadcast_to(prior, scores.shape), targets)
     retriever = np.asarray(saved["retriever_ranks"])
     ndcg = lambda r: metrics_from_ranks(r, (10,))["NDCG@10"]  # noqa: E731
     diff = paired_bootstrap(model, constant, metrics=["NDCG@10"])["NDCG@10"]
@@ -87,6 +79,7 @@ def training_view(run_dir: Path, n: int) -> dict:
     from ulmrec.config import load_config
     from ulmrec.metrics import metrics_from_ranks
     from ulmrec.ranker.engine import Ranker
+    from ulmrec.ranker.predict import ranks_from_scores
     from ulmrec.ranker.stage import build_samples
 
     cfg = load_config([str(run_dir / "ranker" / "config.yaml")], [])
@@ -95,7 +88,7 @@ def training_view(run_dir: Path, n: int) -> dict:
     samples = [s for s in train if s.task == "next_item"][:n]
     scores, _ = ranker.score(samples, desc=f"{run_dir.name} (training prompts)")
     targets = np.array([s.target for s in samples])
-    ranks = ranks_of(scores, targets)
+    ranks = ranks_from_scores(scores, samples)
     return {"samples": len(samples), "NDCG@10": metrics_from_ranks(ranks, (10,))["NDCG@10"],
             "top1_hist": top1_hist(scores), "target_position_hist": np.bincount(targets, minlength=20).tolist()}
 
@@ -131,8 +124,16 @@ def main() -> int:
     for f in sorted(args.selected.glob("*/valid_ranks.json")):
         if "scores" in json.loads(f.read_text()):
             selected[f.parent.name] = {"lever": names.get(f.parent.name, f.parent.name), "valid": validation_view(f.parent)}
+    zero_path = args.selected / "zero_shot_ranks.json"  # the untuned LM, ULMRec prompt (ranker_levers.py writes it)
+    zero_shot = None
+    if zero_path.exists():
+        from ulmrec.metrics import metrics_from_ranks
+
+        zero_shot = metrics_from_ranks(json.loads(zero_path.read_text())["ranks"], (10,))["NDCG@10"]
     result = {**header(), "load_before": load_before, "load_after": os.getloadavg(), "chance_NDCG@10": chance_ndcg(),
-              "runs": str(args.runs), "rows": rows, "selected_runs": str(args.selected), "selected": selected}
+              "runs": str(args.runs), "rows": rows, "selected_runs": str(args.selected), "selected": selected,
+              "selected_zero_shot_NDCG@10": zero_shot}
+    first = next(iter(selected.values()))["valid"] if selected else None
     lines = ["# Do the letter rankers read the titles? (validation users of the sample)", "",
              "Each adapter is its lever's last step (no checkpoint selection), trained by benchmarks/ranker_levers.py "
              f"(300 steps, q/v of the top 8 layers, `title (A)`, the user's own later items excluded). Chance (a "
@@ -150,7 +151,10 @@ def main() -> int:
     lines += ["", "Constant orders (the adapter's letters by mean score, best first): "
               + "; ".join(f"{r['lever']}: {''.join(r['valid']['constant_order'])}" for r in rows.values()), "",
               f"**The levers' selected adapters** (best validation checkpoint, step 0 = untuned; `{args.selected}`, "
-              "the rows of ranker_levers_{lookup,format,capacity,exclusion}.md) on the same 690 validation users:", "",
+              "the rows of ranker_levers_{lookup,format,capacity,exclusion,lookup_fullora}.md) on the same validation users"
+              + (f" ({first['users']}; retriever order {first['retriever_NDCG@10']:.4f}" if first else "")
+              + (f", the untuned LM as in those tables {zero_shot:.4f}" if first and zero_shot is not None else "")
+              + (")" if first else "") + ":", "",
               "| lever | best step | valid NDCG@10 | constant order | adapter - constant [95 % CI] | top-1 letters |",
               "|---|---|---|---|---|---|"]
     for row in selected.values():

@@ -151,6 +151,11 @@ def score_samples(model, tokenizer, samples: Sequence[Sample], batch_size: int =
 def ranks_from_scores(scores: np.ndarray, samples: Sequence[Sample]) -> np.ndarray:
     """0-based rank of each sample's target among its candidates (-1 when the target is not among them)."""
     target = np.array([s.target if s.target is not None else -1 for s in samples], dtype=np.int64)
+    return ranks_of_targets(scores, target)
+
+
+def ranks_of_targets(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """0-based rank of ``targets[i]`` in row ``i`` of ``scores``; non-finite scores (no candidate) never outrank it."""
     valid = np.isfinite(scores)
     safe = np.where(valid, scores, np.finfo(np.float32).min)
-    return target_rank(safe, target, valid).numpy()
+    return target_rank(safe, np.asarray(targets, dtype=np.int64), valid).numpy()
