@@ -49,6 +49,44 @@ RESULT_NEUTRAL = frozenset({
 MAX_SEED = 2**32 - 1
 
 
+@dataclass(frozen=True)
+class Added:
+    """Settings that arrived together, after run directories existed, each with its *legacy* value: the value that
+    does what the code did before the setting existed."""
+
+    since: str
+    """The commit that added them (provenance only)."""
+    settings: dict[str, Any] = field(default_factory=dict)
+    """``"section.field"`` -> legacy value."""
+    tasks: tuple[str, ...] = ()
+    """Tasks added to :data:`ulmrec.tasks.TASKS` (default ratio 0): while a task's ratio is 0 it draws nothing,
+    and its name in ``tasks.enabled`` / ``tasks.ratios`` is left out of the fingerprint like a legacy setting."""
+
+
+#: Every setting (and task) added after run directories existed, in the order they were added. At its legacy value
+#: a setting is left out of every stage's fingerprint (:func:`ulmrec.stage.stage_params`), so adding a setting
+#: leaves finished stages current and keeps a killed stage's checkpoints resumable; a stage record or checkpoint
+#: marker written while some of these were fingerprinted at their legacy value still matches
+#: (:func:`ulmrec.stage.accepted_fingerprints`). A new setting goes at the end, with the value that keeps the old
+#: behaviour; tests/test_fingerprint_stability.py fails until it does (or until its golden file is regenerated on
+#: purpose, which makes every existing run directory rebuild).
+ADDED_SETTINGS: tuple[Added, ...] = (
+    Added("be6e595", {"ranker.lora_layers": 0, "ranker.next_item_loss": "lm"}),
+    Added("e591c7b", {"tasks.hard_negative_pool": 50}),
+    Added("ee57c45", {"ranker.share_prefix": False}),
+    Added("6149829", {"ranker.index_token_grad": "all"}),
+    Added("122bb43", {"ranker.distill_weight": 0.0, "ranker.distill_temperature": 1.0}),
+    Added("b5178d4", {"retrieval.train_candidates_folds": 1}),
+    Added("de85187", {"ranker.residual_weight": 0.0}),
+    Added("7b79bd5", {"ranker.init_adapter": ""}),
+    Added("14b4ef5", {"ranker.distill_title_weight": 0.0, "ranker.distill_title_history": 10,
+                      "ranker.distill_title_encoder": "all-MiniLM-L6-v2"}),
+    Added("04ddf57", tasks=("letter_lookup",)),
+    Added("9a75023", {"tasks.candidate_format": "letter_first"}),
+    Added("9cf6bbe", {"tasks.exclude_user_items": False}),
+)
+
+
 @dataclass
 class Config:
     """All settings of one run."""

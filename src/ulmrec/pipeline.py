@@ -27,12 +27,21 @@ from ulmrec.config import RESULT_NEUTRAL, Config
 from ulmrec.data.stage import STAGE as DATA
 from ulmrec.evaluation.stage import STAGE as EVALUATE
 from ulmrec.indexing.stage import STAGE as INDEX
-from ulmrec.io import fingerprint, read_json, write_json, write_yaml
+from ulmrec.io import read_json, write_json, write_yaml
 from ulmrec.preferences.stage import STAGE as PREFERENCES
 from ulmrec.ranker.stage import STAGE as RANKER
 from ulmrec.retrieval.stage import STAGE as RETRIEVAL
 from ulmrec.runlock import ensure_run_dir, run_lock
-from ulmrec.stage import Stage, stage_fingerprint, stage_params
+from ulmrec.stage import (
+    BOOKKEEPING,
+    PARTIAL_PARAMS,
+    Stage,
+    accepted_fingerprints,
+    prepare_partial,
+    stage_fingerprint,
+    stage_params,
+    why_stale,
+)
 
 __all__ = ["STAGES", "Stage", "architecture_markdown", "available_stages", "get_stage", "run_all", "run_stage",
            "stage_fingerprint", "stage_params"]
@@ -69,10 +78,10 @@ def is_current(stage: Stage, cfg: Config) -> bool:
     if not record.exists():
         return False
     try:
-        fp = fingerprint(stage_fingerprint(stage, cfg, run_dir))
+        accepted = accepted_fingerprints(stage, cfg, run_dir)
     except FileNotFoundError:
         return False
-    return read_json(record).get("fingerprint") == fp
+    return read_json(record).get("fingerprint") in accepted
 
 
 def invalidate(stage: Stage, cfg: Config) -> None:
@@ -85,9 +94,6 @@ def invalidate(stage: Stage, cfg: Config) -> None:
         log.info("stage %s: --force, previous artifacts marked stale", stage.name)
 
 
-_BOOKKEEPING = {".fingerprint", STAGE_CONFIG}
-
-
 def run_stage(stage: Stage, cfg: Config, force: bool = False) -> dict[str, Any]:
     """Run one stage unless its artifacts are current; return its record. Holds the run directory's lock."""
     with run_lock(cfg.run_dir):
@@ -98,22 +104,21 @@ def _run_stage(stage: Stage, cfg: Config, force: bool) -> dict[str, Any]:
     run_dir = Path(cfg.run_dir)
     final = run_dir / stage.name
     fp_obj = stage_fingerprint(stage, cfg, run_dir)
-    fp = fingerprint(fp_obj)
+    accepted = accepted_fingerprints(stage, cfg, run_dir, fp_obj["inputs"])
+    fp = accepted[0]
     record_path = final / STAGE_RECORD
-    if not force and record_path.exists() and read_json(record_path).get("fingerprint") == fp:
+    if not force and record_path.exists() and read_json(record_path).get("fingerprint") in accepted:
         log.info("stage %s: up to date, skipped (%s)", stage.name, final)
         rec = read_json(record_path)
         rec["skipped"] = True
         return rec
     if force:
         invalidate(stage, cfg)
+    elif record_path.exists():
+        log.info("stage %s: rebuilding (%s)", stage.name, why_stale(read_json(record_path), fp_obj))
 
-    partial = run_dir / f".{stage.name}.partial"
+    partial = prepare_partial(run_dir / f".{stage.name}.partial", stage, accepted, fp_obj, force)
     marker = partial / ".fingerprint"
-    if partial.exists() and (force or not marker.exists() or marker.read_text() != fp):
-        shutil.rmtree(partial)
-    partial.mkdir(parents=True, exist_ok=True)
-    marker.write_text(fp)
     write_yaml(partial / STAGE_CONFIG, cfg.to_dict())
 
     log.info("stage %s: running -> %s", stage.name, final)
@@ -121,7 +126,7 @@ def _run_stage(stage: Stage, cfg: Config, force: bool) -> dict[str, Any]:
     try:
         summary = stage.build(cfg, run_dir, partial) or {}
     except BaseException:
-        if {p.name for p in partial.iterdir()} <= _BOOKKEEPING:  # nothing to resume from: leave nothing behind
+        if {p.name for p in partial.iterdir()} <= BOOKKEEPING:  # nothing to resume from: leave nothing behind
             shutil.rmtree(partial, ignore_errors=True)
         raise
     record = {"stage": stage.name, "fingerprint": fp, "seconds": round(time.time() - t0, 3),
@@ -129,6 +134,7 @@ def _run_stage(stage: Stage, cfg: Config, force: bool) -> dict[str, Any]:
               "inputs": fp_obj["inputs"], "result_neutral": _neutral_values(cfg), "summary": summary}
     write_json(partial / STAGE_RECORD, record)
     marker.unlink(missing_ok=True)
+    (partial / PARTIAL_PARAMS).unlink(missing_ok=True)
 
     trash = run_dir / f".{stage.name}.old"
     if trash.exists():

@@ -6,15 +6,20 @@ stage can compare its own earlier record (the retrieval stage's reuse of its tra
 from __future__ import annotations
 
 import copy
+import json
+import logging
 import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ulmrec.artifacts import Artifact
-from ulmrec.config import RESULT_NEUTRAL, Config
-from ulmrec.io import file_digest
+from ulmrec.artifacts import STAGE_CONFIG, Artifact
+from ulmrec.config import ADDED_SETTINGS, RESULT_NEUTRAL, Config
+from ulmrec.io import file_digest, fingerprint, read_json, write_json
+
+log = logging.getLogger("ulmrec")
 
 
 @dataclass
@@ -59,18 +64,43 @@ def _strip_neutral(obj: Any) -> Any:
     return obj
 
 
-def stage_params(stage: Stage, cfg: Config) -> dict[str, Any]:
-    """``stage.params(cfg)`` without the settings of :data:`ulmrec.config.RESULT_NEUTRAL`: the stage sees a copy
-    of ``cfg`` in which those fields hold a marker, and every entry holding the marker is dropped, whatever the
-    shape of the dict the stage returns (a flat section, nested sections, several sections)."""
+def _legacy_names(cfg: Config, additions) -> tuple[set[str], set[str]]:
+    """``(settings, tasks)`` among ``additions`` that hold their legacy value in ``cfg`` (tasks: ratio 0)."""
+    settings, tasks = set(), set()
+    for added in additions:
+        for name, legacy in added.settings.items():
+            section, field_name = name.split(".", 1)
+            if getattr(getattr(cfg, section), field_name) == legacy:
+                settings.add(name)
+        for task in added.tasks:
+            if not cfg.tasks.ratios.get(task, 0.0):
+                tasks.add(task)
+    return settings, tasks
+
+
+def stage_params(stage: Stage, cfg: Config, kept: int = 0) -> dict[str, Any]:
+    """``stage.params(cfg)`` without the settings of :data:`ulmrec.config.RESULT_NEUTRAL` and without those of
+    :data:`ulmrec.config.ADDED_SETTINGS` at their legacy value: the stage sees a copy of ``cfg`` in which those
+    fields hold a marker, and every entry holding the marker is dropped, whatever the shape of the dict the stage
+    returns (a flat section, nested sections, several sections). ``kept``: the first ``kept`` additions stay in
+    (the form a stage record written before they were left out holds; :func:`accepted_fingerprints`)."""
     masked = copy.copy(cfg)
     sections: dict[str, Any] = {}
-    for name in RESULT_NEUTRAL:
-        section, field_name = name.split(".", 1)
+
+    def section_copy(section: str) -> Any:
         if section not in sections:
             sections[section] = copy.copy(getattr(cfg, section))  # no __post_init__: the marker is not validated
             setattr(masked, section, sections[section])
-        object.__setattr__(sections[section], field_name, _NEUTRAL)
+        return sections[section]
+
+    legacy, tasks = _legacy_names(cfg, ADDED_SETTINGS[kept:])
+    for name in sorted(RESULT_NEUTRAL | legacy):
+        section, field_name = name.split(".", 1)
+        object.__setattr__(section_copy(section), field_name, _NEUTRAL)
+    if tasks:
+        t = section_copy("tasks")
+        object.__setattr__(t, "enabled", [x for x in cfg.tasks.enabled if x not in tasks])
+        object.__setattr__(t, "ratios", {k: v for k, v in cfg.tasks.ratios.items() if k not in tasks})
     return _strip_neutral(stage.params(masked))
 
 
@@ -84,7 +114,9 @@ def input_key(path: Path, run_dir: Path) -> str:
         return str(resolved)
 
 
-def stage_fingerprint(stage: Stage, cfg: Config, run_dir: Path) -> dict[str, Any]:
+def stage_fingerprint(stage: Stage, cfg: Config, run_dir: Path, kept: int = 0) -> dict[str, Any]:
+    """The stage's settings (:func:`stage_params`) and the digests of its input files: what its fingerprint
+    digests and its ``stage.json`` records."""
     inputs = {}
     for p in stage.inputs(cfg, run_dir):
         p = Path(p)
@@ -92,4 +124,75 @@ def stage_fingerprint(stage: Stage, cfg: Config, run_dir: Path) -> dict[str, Any
             raise FileNotFoundError(f"stage '{stage.name}' needs {p}, which does not exist; run the stage that "
                                     "makes it first (or `ulmrec run`)")
         inputs[input_key(p, run_dir)] = file_digest(p)
-    return {"params": stage_params(stage, cfg), "inputs": inputs}
+    return {"params": stage_params(stage, cfg, kept), "inputs": inputs}
+
+
+def accepted_fingerprints(stage: Stage, cfg: Config, run_dir: Path, inputs: dict[str, str] | None = None) -> list[str]:
+    """The fingerprints a finished stage (``stage.json``) or a partial directory's checkpoints (``.fingerprint``)
+    may carry and still be current under ``cfg``: the one written today first, then those written while the first
+    1, 2, ... :data:`ulmrec.config.ADDED_SETTINGS` were still fingerprinted at their legacy value (earlier
+    versions of this package). All describe the same work. ``inputs``: the input digests where already computed
+    (:func:`stage_fingerprint`)."""
+    if inputs is None:
+        inputs = stage_fingerprint(stage, cfg, run_dir)["inputs"]
+    out: list[str] = []
+    for kept in range(len(ADDED_SETTINGS) + 1):
+        fp = fingerprint({"params": stage_params(stage, cfg, kept), "inputs": inputs})
+        if fp not in out:
+            out.append(fp)
+    return out
+
+
+# ----------------------------------------------------------------------------------------- partial directories
+#: The settings and input digests a partial directory's checkpoints were made with (beside its ``.fingerprint``).
+PARTIAL_PARAMS = ".params.json"
+
+BOOKKEEPING = {".fingerprint", PARTIAL_PARAMS, STAGE_CONFIG}
+
+
+def changed_settings(before: dict[str, Any], now: dict[str, Any], prefix: str = "") -> list[str]:
+    """``name: old -> new`` for every fingerprinted setting that differs between two ``params`` dicts (what a
+    rerun reports before it rebuilds a stage or drops its checkpoints)."""
+    out = []
+    for key in sorted(set(before) | set(now)):
+        a, b = before.get(key, "(unset)"), now.get(key, "(unset)")
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += changed_settings(a, b, f"{prefix}{key}.")
+        elif json.dumps(a, default=str) != json.dumps(b, default=str):
+            out.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return out
+
+
+def why_stale(recorded: dict[str, Any] | None, fp_obj: dict[str, Any]) -> str:
+    """Why a stage record or checkpoint made with ``recorded`` (its ``params`` / ``inputs``) is not current under
+    ``fp_obj`` (:func:`stage_fingerprint`), in words for a log line."""
+    if not recorded:
+        return "made by an older version (no settings recorded)"
+    what = changed_settings(recorded.get("params", {}), json.loads(json.dumps(fp_obj["params"], default=str)))
+    inputs = [k for k in sorted(set(recorded.get("inputs", {})) | set(fp_obj["inputs"]))
+              if recorded.get("inputs", {}).get(k) != fp_obj["inputs"].get(k)]
+    parts = ([f"settings changed: {'; '.join(what[:6])}{' ...' if len(what) > 6 else ''}"] if what else []) + \
+        ([f"inputs changed: {', '.join(inputs[:4])}{' ...' if len(inputs) > 4 else ''}"] if inputs else [])
+    return ", ".join(parts) or "made by a version of this package whose fingerprints differ"
+
+
+def prepare_partial(partial: Path, stage: Stage, accepted: list[str], fp_obj: dict[str, Any],
+                    force: bool = False) -> Path:
+    """The stage's partial directory, ready for work: kept (a killed run's checkpoints resume) when its marker is
+    one of ``accepted`` (:func:`ulmrec.stage.accepted_fingerprints`), else removed with a log line saying why
+    (forced, or which settings / inputs differ from those its checkpoints were made with). The marker and the
+    settings it stands for (``.params.json``) are written for today's fingerprint (``accepted[0]``)."""
+    marker = partial / ".fingerprint"
+    if partial.exists():
+        if force or not marker.exists() or marker.read_text() not in accepted:
+            saved = partial / PARTIAL_PARAMS
+            if not force and any(p.name not in BOOKKEEPING for p in partial.iterdir()):
+                log.warning("stage %s: discarding the checkpoints in %s (%s)", stage.name, partial,
+                            why_stale(read_json(saved) if saved.exists() else None, fp_obj))
+            shutil.rmtree(partial)
+        elif marker.read_text() != accepted[0]:
+            log.info("stage %s: resuming checkpoints written by an earlier version of this package", stage.name)
+    partial.mkdir(parents=True, exist_ok=True)
+    write_json(partial / PARTIAL_PARAMS, fp_obj)
+    marker.write_text(accepted[0])
+    return partial

@@ -16,10 +16,9 @@ import logging
 from pathlib import Path
 
 from ulmrec.config import load_config
-from ulmrec.io import fingerprint
 from ulmrec.ranker.stage import BASELINE_DIR, STAGE, check_settings, train_one
 from ulmrec.runlock import run_lock
-from ulmrec.stage import stage_fingerprint
+from ulmrec.stage import accepted_fingerprints, prepare_partial, stage_fingerprint
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,16 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     partial = run_dir / f".{STAGE.name}.partial"
     lock = contextlib.nullcontext()
     if state.is_main_process:  # the main process holds the run directory's lock, like every stage command
-        import shutil
-
         lock = run_lock(run_dir, "python -m ulmrec.ranker.launch")
         lock.__enter__()
-        fp = fingerprint(stage_fingerprint(STAGE, cfg, run_dir))
-        marker = partial / ".fingerprint"
-        if partial.exists() and (not marker.exists() or marker.read_text() != fp):
-            shutil.rmtree(partial)
-        partial.mkdir(parents=True, exist_ok=True)
-        marker.write_text(fp)
+        fp_obj = stage_fingerprint(STAGE, cfg, run_dir)
+        prepare_partial(partial, STAGE, accepted_fingerprints(STAGE, cfg, run_dir, fp_obj["inputs"]), fp_obj)
     state.wait_for_everyone()
     try:
         check_settings(cfg)

@@ -37,18 +37,10 @@ log = logging.getLogger("ulmrec")
 
 def _params(cfg: Config) -> dict:
     """Every retrieval setting and the seed; the pipeline leaves out the result-neutral ones (threads, the
-    evaluation batch size: ulmrec.config.RESULT_NEUTRAL). ``max_minutes`` stays in: a cap that cuts training
+    evaluation batch size: ulmrec.config.RESULT_NEUTRAL) and the later-added ones at their legacy value
+    (ulmrec.config.ADDED_SETTINGS: train_candidates_folds=1). ``max_minutes`` stays in: a cap that cuts training
     short changes the model."""
-    params = {**dataclasses.asdict(cfg.retrieval), "seed": cfg.seed}
-    for name, default in ADDED_AT_DEFAULT.items():  # settings added later leave older run directories current
-        if params.get(name) == default:
-            del params[name]
-    return params
-
-
-#: Settings added after run directories existed, left out of the fingerprint at their default (which is what those
-#: runs did), so adding them does not retrain a finished retriever.
-ADDED_AT_DEFAULT = {"train_candidates_folds": 1}
+    return {**dataclasses.asdict(cfg.retrieval), "seed": cfg.seed}
 
 
 #: Settings that only decide which training prefixes are listed after training: where nothing else changed, the
