@@ -206,3 +206,22 @@ def test_scoring_only_settings_do_not_retrain_the_ranker_but_rescore(tmp_path):
     assert stage_params(stages["evaluate"], base) != stage_params(stages["evaluate"], merged)
     lr = load_config([], [f"run_dir={tmp_path}", "ranker.lr=0.5"])
     assert stage_params(stages["ranker"], base) != stage_params(stages["ranker"], lr)
+
+
+def test_status_says_what_a_run_would_do_and_why(tmp_path, capsys):
+    """`ulmrec status`: current / stale (naming the changed setting) / to run / waiting, and reads only."""
+    run = tmp_path / "run1"
+    assert main(["status", f"run_dir={run}"]) == 0
+    assert "does not exist" in capsys.readouterr().out and not run.exists()
+    assert main(["run", "--until", "preferences", f"run_dir={run}"]) == 0
+    capsys.readouterr()
+    assert main(["status", f"run_dir={run}"]) == 0
+    rows = {line.split()[0]: line.split()[1] for line in capsys.readouterr().out.splitlines()[1:]}
+    assert rows["data"] == "current" and rows["preferences"] == "current"
+    assert rows["retrieval"] == "to" and rows["ranker"] == "waiting"  # "to run"; the ranker needs retrieval's output
+    before = sorted(p.name for p in run.rglob("*"))
+    assert main(["status", f"run_dir={run}", "data.k_core=3"]) == 0
+    out = capsys.readouterr().out
+    assert "data         stale    settings changed: k_core: 5 -> 3" in out, out
+    assert "(after data reruns, if its output changes)" in out  # preferences reads data's output
+    assert sorted(p.name for p in run.rglob("*")) == before  # nothing written

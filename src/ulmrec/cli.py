@@ -17,7 +17,7 @@ from ulmrec import experiments
 from ulmrec.config import load_config, preset_names
 from ulmrec.data import download, export
 from ulmrec.errors import UlmrecError
-from ulmrec.pipeline import STAGES, get_stage, run_all, run_stage
+from ulmrec.pipeline import STAGES, get_stage, run_all, run_stage, stage_status
 from ulmrec.preferences import audit
 from ulmrec.ranker import recommend
 from ulmrec.runlock import ensure_run_dir
@@ -33,11 +33,12 @@ EXTRA_COMMANDS = [
 ]
 
 
-def _config_args(p: argparse.ArgumentParser) -> None:
+def _config_args(p: argparse.ArgumentParser, force: bool = True) -> None:
     p.add_argument("-c", "--config", action="append", default=[], metavar="PRESET_OR_YAML",
                    help="preset name (see `ulmrec presets`) or YAML file; repeatable, later wins")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="settings on top, e.g. ranker.lr=1e-4")
-    p.add_argument("--force", action="store_true", help="run even when the artifacts are current")
+    if force:
+        p.add_argument("--force", action="store_true", help="run even when the artifacts are current")
     p.add_argument("-v", "--verbose", action="store_true")
 
 
@@ -55,6 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     _config_args(p)
     p.add_argument("--until", choices=[s.name for s in STAGES], help="stop after this stage")
     p.set_defaults(stage="__all__")
+    p = sub.add_parser("status", help="what `ulmrec run` would do with each stage now, and why (reads only)",
+                       description="Each stage: current, stale (which settings or inputs changed), to run, or "
+                                   "waiting for an earlier stage; and whether a killed run's checkpoints resume.")
+    _config_args(p, force=False)
+    p.set_defaults(stage="__status__")
     p = sub.add_parser("presets", help="list the shipped config presets")
     p.set_defaults(stage="__presets__")
     p = sub.add_parser("config", help="print the resolved config")
@@ -119,6 +125,8 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         return 0
+    if args.stage == "__status__":
+        return _status(cfg)
     ensure_run_dir(cfg.run_dir)
     if args.stage == "__all__":
         records = run_all(cfg, force=args.force, until=args.until)
@@ -127,6 +135,25 @@ def _dispatch(args: argparse.Namespace) -> int:
     for rec in records:
         state = "skipped (current)" if rec.get("skipped") else f"done in {rec['seconds']:.1f}s"
         print(f"[{rec['stage']}] {state}: {json.dumps(rec.get('summary', {}))[:400]}")
+    return 0
+
+
+def _status(cfg) -> int:
+    from pathlib import Path
+
+    if not Path(cfg.run_dir).is_dir():
+        print(f"run directory {cfg.run_dir} does not exist: `ulmrec run` would run every stage")
+        return 0
+    print(f"run directory {cfg.run_dir}")
+    before = ""
+    for st in STAGES:
+        row = stage_status(st, cfg)
+        note = f" (after {before} reruns, if its output changes)" if before and row["state"] == "current" else ""
+        print(f"  {st.name:<12} {row['state']:<8} {row['detail']}{note}")
+        if row["partial"]:
+            print(f"  {'':<12} {'':<8} {row['partial']}")
+        if row["state"] in ("stale", "to run") and not before:
+            before = st.name
     return 0
 
 

@@ -37,6 +37,7 @@ from ulmrec.stage import (
     PARTIAL_PARAMS,
     Stage,
     accepted_fingerprints,
+    params_forms,
     prepare_partial,
     stage_fingerprint,
     stage_params,
@@ -44,6 +45,7 @@ from ulmrec.stage import (
 )
 
 __all__ = ["STAGES", "Stage", "architecture_markdown", "available_stages", "get_stage", "run_all", "run_stage",
+           "stage_status",
            "stage_fingerprint", "stage_params"]
 
 log = logging.getLogger("ulmrec")
@@ -115,9 +117,10 @@ def _run_stage(stage: Stage, cfg: Config, force: bool) -> dict[str, Any]:
     if force:
         invalidate(stage, cfg)
     elif record_path.exists():
-        log.info("stage %s: rebuilding (%s)", stage.name, why_stale(read_json(record_path), fp_obj))
+        why = why_stale(read_json(record_path), fp_obj, params_forms(stage, cfg))
+        log.info("stage %s: rebuilding (%s)", stage.name, why)
 
-    partial = prepare_partial(run_dir / f".{stage.name}.partial", stage, accepted, fp_obj, force)
+    partial = prepare_partial(run_dir / f".{stage.name}.partial", stage, cfg, accepted, fp_obj, force)
     marker = partial / ".fingerprint"
     write_yaml(partial / STAGE_CONFIG, cfg.to_dict())
 
@@ -146,6 +149,38 @@ def _run_stage(stage: Stage, cfg: Config, force: bool) -> dict[str, Any]:
         shutil.rmtree(trash)
     record["skipped"] = False
     return record
+
+
+def stage_status(stage: Stage, cfg: Config) -> dict[str, str]:
+    """What ``ulmrec run`` would do with ``stage`` under ``cfg`` now, and why (``ulmrec status``): ``state`` is
+    ``current``, ``stale`` (rebuilds; ``detail`` names the settings or inputs that differ), ``to run`` (never
+    finished) or ``waiting`` (an input an earlier stage writes is missing); ``partial`` says whether a killed run's
+    checkpoints would resume or be discarded. Reads only; takes no lock."""
+    run_dir = Path(cfg.run_dir)
+    out = {"stage": stage.name, "state": "", "detail": "", "partial": ""}
+    record_path = run_dir / stage.name / STAGE_RECORD
+    record = read_json(record_path) if record_path.exists() else None
+    try:
+        fp_obj = stage_fingerprint(stage, cfg, run_dir)
+    except FileNotFoundError as err:
+        missing = err.args[0].split(" needs ", 1)[-1].split(", which", 1)[0] if err.args else "an input"
+        return {**out, "state": "waiting", "detail": f"needs {missing}"}
+    accepted = accepted_fingerprints(stage, cfg, run_dir, fp_obj["inputs"])
+    if record is not None and record.get("fingerprint") in accepted:
+        out.update(state="current", detail=f"finished {record.get('finished', '?')} in {record.get('seconds', 0):.0f} s")
+    elif record is not None:
+        out.update(state="stale", detail=why_stale(record, fp_obj, params_forms(stage, cfg)))
+    else:
+        out.update(state="to run", detail="never finished in this run directory")
+    partial = run_dir / f".{stage.name}.partial"
+    if out["state"] != "current" and partial.is_dir() and any(p.name not in BOOKKEEPING for p in partial.iterdir()):
+        marker = partial / ".fingerprint"
+        if marker.exists() and marker.read_text() in accepted:
+            out["partial"] = f"resumes from the checkpoints in {partial}"
+        else:
+            saved = read_json(partial / PARTIAL_PARAMS) if (partial / PARTIAL_PARAMS).exists() else None
+            out["partial"] = f"discards the checkpoints in {partial} ({why_stale(saved, fp_obj, params_forms(stage, cfg))})"
+    return out
 
 
 def run_all(cfg: Config, force: bool = False, until: str | None = None) -> list[dict[str, Any]]:

@@ -163,12 +163,16 @@ def changed_settings(before: dict[str, Any], now: dict[str, Any], prefix: str = 
     return out
 
 
-def why_stale(recorded: dict[str, Any] | None, fp_obj: dict[str, Any]) -> str:
+def why_stale(recorded: dict[str, Any] | None, fp_obj: dict[str, Any],
+              forms: list[dict[str, Any]] | None = None) -> str:
     """Why a stage record or checkpoint made with ``recorded`` (its ``params`` / ``inputs``) is not current under
-    ``fp_obj`` (:func:`stage_fingerprint`), in words for a log line."""
+    ``fp_obj`` (:func:`stage_fingerprint`), in words for a log line. ``forms``: the settings as each earlier version
+    wrote them (:func:`params_forms`); the closest one is compared, so a setting added since is not reported."""
     if not recorded:
-        return "made by an older version (no settings recorded)"
-    what = changed_settings(recorded.get("params", {}), json.loads(json.dumps(fp_obj["params"], default=str)))
+        return "made by an older version that did not record its settings"
+    before = recorded.get("params", {})
+    what = min((changed_settings(before, json.loads(json.dumps(form, default=str)))
+                for form in (forms or [fp_obj["params"]])), key=len)
     inputs = [k for k in sorted(set(recorded.get("inputs", {})) | set(fp_obj["inputs"]))
               if recorded.get("inputs", {}).get(k) != fp_obj["inputs"].get(k)]
     parts = ([f"settings changed: {'; '.join(what[:6])}{' ...' if len(what) > 6 else ''}"] if what else []) + \
@@ -176,7 +180,13 @@ def why_stale(recorded: dict[str, Any] | None, fp_obj: dict[str, Any]) -> str:
     return ", ".join(parts) or "made by a version of this package whose fingerprints differ"
 
 
-def prepare_partial(partial: Path, stage: Stage, accepted: list[str], fp_obj: dict[str, Any],
+def params_forms(stage: Stage, cfg: Config) -> list[dict[str, Any]]:
+    """The stage's settings as this version fingerprints them, then as earlier versions did (the forms behind
+    :func:`accepted_fingerprints`)."""
+    return [stage_params(stage, cfg, kept) for kept in range(len(ADDED_SETTINGS) + 1)]
+
+
+def prepare_partial(partial: Path, stage: Stage, cfg: Config, accepted: list[str], fp_obj: dict[str, Any],
                     force: bool = False) -> Path:
     """The stage's partial directory, ready for work: kept (a killed run's checkpoints resume) when its marker is
     one of ``accepted`` (:func:`ulmrec.stage.accepted_fingerprints`), else removed with a log line saying why
@@ -185,10 +195,10 @@ def prepare_partial(partial: Path, stage: Stage, accepted: list[str], fp_obj: di
     marker = partial / ".fingerprint"
     if partial.exists():
         if force or not marker.exists() or marker.read_text() not in accepted:
-            saved = partial / PARTIAL_PARAMS
             if not force and any(p.name not in BOOKKEEPING for p in partial.iterdir()):
+                saved = read_json(partial / PARTIAL_PARAMS) if (partial / PARTIAL_PARAMS).exists() else None
                 log.warning("stage %s: discarding the checkpoints in %s (%s)", stage.name, partial,
-                            why_stale(read_json(saved) if saved.exists() else None, fp_obj))
+                            why_stale(saved, fp_obj, params_forms(stage, cfg)))
             shutil.rmtree(partial)
         elif marker.read_text() != accepted[0]:
             log.info("stage %s: resuming checkpoints written by an earlier version of this package", stage.name)

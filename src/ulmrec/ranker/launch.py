@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         lock = run_lock(run_dir, "python -m ulmrec.ranker.launch")
         lock.__enter__()
         fp_obj = stage_fingerprint(STAGE, cfg, run_dir)
-        prepare_partial(partial, STAGE, accepted_fingerprints(STAGE, cfg, run_dir, fp_obj["inputs"]), fp_obj)
+        prepare_partial(partial, STAGE, cfg, accepted_fingerprints(STAGE, cfg, run_dir, fp_obj["inputs"]), fp_obj)
     state.wait_for_everyone()
     try:
         check_settings(cfg)
