@@ -257,6 +257,8 @@ def main() -> int:
     ap.add_argument("--title-lm", type=Path, default=None,
                     help="the title LM the 'from the every-title LM' levers begin with (ranker.init_adapter): a "
                          "benchmarks/title_likelihood.py tag folder")
+    ap.add_argument("--note", action="append", default=[],
+                    help="a sentence the report carries as it is (e.g. where a lever resumed from a checkpoint)")
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
     base = args.runs.resolve()
@@ -308,7 +310,7 @@ def main() -> int:
         info = json.loads((args.title_lm / "train.json").read_text())
         title_lm = {"path": str(args.title_lm), **{k: v for k, v in info.items() if k != "log"}}
     result = {**header(), "source": args.source, "common_overrides": common, "levers": levers, "title_lm": title_lm,
-              "loadavg_before": load_before, "rows": {},
+              "loadavg_before": load_before, "rows": {}, "notes": args.note,
               "stopped": {name: stopped_curve(base / slug(name)) for name in stopped}}
     levers = {k: v for k, v in levers.items() if k not in stopped}  # the table: finished levers only
     ranks = {}
@@ -580,6 +582,8 @@ def markdown(r: dict) -> str:
             c = row["vs_compare"]
             lines += ["", f"{name}: minus the same lever in {c['runs']} (best step {c['their_best_step']}, NDCG@10 "
                       f"{c['their_NDCG@10']:.4f}), same users: {ci(c)}."]
+    for note in r.get("notes", []):
+        lines += ["", note]
     for name, st in r.get("stopped", {}).items():
         curve = ", ".join(f"{step}: {v:.3f}" for step, v in st["evals"])
         lines += ["", f"Stopped at step {st['last_step']} (not in the table, never scored on all validation users): "
