@@ -45,8 +45,7 @@ from ulmrec.stage import (
 )
 
 __all__ = ["STAGES", "Stage", "architecture_markdown", "available_stages", "get_stage", "run_all", "run_stage",
-           "stage_status",
-           "stage_fingerprint", "stage_params"]
+           "stage_fingerprint", "stage_params", "stage_status"]
 
 log = logging.getLogger("ulmrec")
 
