@@ -37,6 +37,8 @@ from ulmrec.stage import (
     PARTIAL_PARAMS,
     Stage,
     accepted_fingerprints,
+    checkpoints_verdict,
+    missing_inputs,
     params_forms,
     prepare_partial,
     stage_fingerprint,
@@ -159,26 +161,22 @@ def stage_status(stage: Stage, cfg: Config) -> dict[str, str]:
     out = {"stage": stage.name, "state": "", "detail": "", "partial": ""}
     record_path = run_dir / stage.name / STAGE_RECORD
     record = read_json(record_path) if record_path.exists() else None
-    try:
-        fp_obj = stage_fingerprint(stage, cfg, run_dir)
-    except FileNotFoundError as err:
-        missing = err.args[0].split(" needs ", 1)[-1].split(", which", 1)[0] if err.args else "an input"
-        return {**out, "state": "waiting", "detail": f"needs {missing}"}
+    missing = missing_inputs(stage, cfg, run_dir)
+    if missing:
+        return {**out, "state": "waiting", "detail": f"needs {missing[0]}"}
+    fp_obj = stage_fingerprint(stage, cfg, run_dir)
     accepted = accepted_fingerprints(stage, cfg, run_dir, fp_obj["inputs"])
     if record is not None and record.get("fingerprint") in accepted:
         out.update(state="current", detail=f"finished {record.get('finished', '?')} in {record.get('seconds', 0):.0f} s")
-    elif record is not None:
+        return out
+    if record is not None:
         out.update(state="stale", detail=why_stale(record, fp_obj, params_forms(stage, cfg)))
     else:
         out.update(state="to run", detail="never finished in this run directory")
     partial = run_dir / f".{stage.name}.partial"
-    if out["state"] != "current" and partial.is_dir() and any(p.name not in BOOKKEEPING for p in partial.iterdir()):
-        marker = partial / ".fingerprint"
-        if marker.exists() and marker.read_text() in accepted:
-            out["partial"] = f"resumes from the checkpoints in {partial}"
-        else:
-            saved = read_json(partial / PARTIAL_PARAMS) if (partial / PARTIAL_PARAMS).exists() else None
-            out["partial"] = f"discards the checkpoints in {partial} ({why_stale(saved, fp_obj, params_forms(stage, cfg))})"
+    verdict, why = checkpoints_verdict(partial, stage, cfg, accepted, fp_obj)
+    out["partial"] = {"resume": f"resumes from the checkpoints in {partial}",
+                      "discard": f"discards the checkpoints in {partial} ({why})"}.get(verdict, "")
     return out
 
 

@@ -114,33 +114,37 @@ def input_key(path: Path, run_dir: Path) -> str:
         return str(resolved)
 
 
-def stage_fingerprint(stage: Stage, cfg: Config, run_dir: Path, kept: int = 0) -> dict[str, Any]:
+def missing_inputs(stage: Stage, cfg: Config, run_dir: Path) -> list[Path]:
+    """The input files of ``stage`` under ``cfg`` that do not exist yet (an earlier stage writes them)."""
+    return [Path(p) for p in stage.inputs(cfg, run_dir) if not Path(p).exists()]
+
+
+def stage_fingerprint(stage: Stage, cfg: Config, run_dir: Path) -> dict[str, Any]:
     """The stage's settings (:func:`stage_params`) and the digests of its input files: what its fingerprint
     digests and its ``stage.json`` records."""
-    inputs = {}
-    for p in stage.inputs(cfg, run_dir):
-        p = Path(p)
-        if not p.exists():
-            raise FileNotFoundError(f"stage '{stage.name}' needs {p}, which does not exist; run the stage that "
-                                    "makes it first (or `ulmrec run`)")
-        inputs[input_key(p, run_dir)] = file_digest(p)
-    return {"params": stage_params(stage, cfg, kept), "inputs": inputs}
+    paths = [Path(p) for p in stage.inputs(cfg, run_dir)]
+    missing = [p for p in paths if not p.exists()]
+    if missing:
+        raise FileNotFoundError(f"stage '{stage.name}' needs {missing[0]}, which does not exist; run the stage that "
+                                "makes it first (or `ulmrec run`)")
+    inputs = {input_key(p, run_dir): file_digest(p) for p in paths}
+    return {"params": stage_params(stage, cfg), "inputs": inputs}
+
+
+def params_forms(stage: Stage, cfg: Config) -> list[dict[str, Any]]:
+    """The stage's settings as this version fingerprints them, then as earlier versions did: with the first 1, 2,
+    ... :data:`ulmrec.config.ADDED_SETTINGS` still written out at their legacy value."""
+    return [stage_params(stage, cfg, kept) for kept in range(len(ADDED_SETTINGS) + 1)]
 
 
 def accepted_fingerprints(stage: Stage, cfg: Config, run_dir: Path, inputs: dict[str, str] | None = None) -> list[str]:
     """The fingerprints a finished stage (``stage.json``) or a partial directory's checkpoints (``.fingerprint``)
-    may carry and still be current under ``cfg``: the one written today first, then those written while the first
-    1, 2, ... :data:`ulmrec.config.ADDED_SETTINGS` were still fingerprinted at their legacy value (earlier
-    versions of this package). All describe the same work. ``inputs``: the input digests where already computed
+    may carry and still be current under ``cfg``: the one written today first, then those earlier versions of this
+    package wrote for the same work (:func:`params_forms`). ``inputs``: the input digests where already computed
     (:func:`stage_fingerprint`)."""
     if inputs is None:
         inputs = stage_fingerprint(stage, cfg, run_dir)["inputs"]
-    out: list[str] = []
-    for kept in range(len(ADDED_SETTINGS) + 1):
-        fp = fingerprint({"params": stage_params(stage, cfg, kept), "inputs": inputs})
-        if fp not in out:
-            out.append(fp)
-    return out
+    return list(dict.fromkeys(fingerprint({"params": form, "inputs": inputs}) for form in params_forms(stage, cfg)))
 
 
 # ----------------------------------------------------------------------------------------- partial directories
@@ -180,29 +184,33 @@ def why_stale(recorded: dict[str, Any] | None, fp_obj: dict[str, Any],
     return ", ".join(parts) or "made by a version of this package whose fingerprints differ"
 
 
-def params_forms(stage: Stage, cfg: Config) -> list[dict[str, Any]]:
-    """The stage's settings as this version fingerprints them, then as earlier versions did (the forms behind
-    :func:`accepted_fingerprints`)."""
-    return [stage_params(stage, cfg, kept) for kept in range(len(ADDED_SETTINGS) + 1)]
+def checkpoints_verdict(partial: Path, stage: Stage, cfg: Config, accepted: list[str],
+                        fp_obj: dict[str, Any]) -> tuple[str, str]:
+    """What a run would do with the checkpoints in ``partial``: ``("none", "")`` (nothing but bookkeeping there),
+    ``("resume", "")`` (its marker is one of ``accepted``) or ``("discard", why)`` (made with other settings or
+    inputs: :func:`why_stale` against the ``.params.json`` written beside them)."""
+    if not partial.is_dir() or all(p.name in BOOKKEEPING for p in partial.iterdir()):
+        return "none", ""
+    marker = partial / ".fingerprint"
+    if marker.exists() and marker.read_text() in accepted:
+        return "resume", ""
+    saved = read_json(partial / PARTIAL_PARAMS) if (partial / PARTIAL_PARAMS).exists() else None
+    return "discard", why_stale(saved, fp_obj, params_forms(stage, cfg))
 
 
 def prepare_partial(partial: Path, stage: Stage, cfg: Config, accepted: list[str], fp_obj: dict[str, Any],
                     force: bool = False) -> Path:
-    """The stage's partial directory, ready for work: kept (a killed run's checkpoints resume) when its marker is
-    one of ``accepted`` (:func:`ulmrec.stage.accepted_fingerprints`), else removed with a log line saying why
-    (forced, or which settings / inputs differ from those its checkpoints were made with). The marker and the
+    """The stage's partial directory, ready for work: kept when its checkpoints resume
+    (:func:`checkpoints_verdict`), else removed (with a log line saying why, unless forced). The marker and the
     settings it stands for (``.params.json``) are written for today's fingerprint (``accepted[0]``)."""
-    marker = partial / ".fingerprint"
-    if partial.exists():
-        if force or not marker.exists() or marker.read_text() not in accepted:
-            if not force and any(p.name not in BOOKKEEPING for p in partial.iterdir()):
-                saved = read_json(partial / PARTIAL_PARAMS) if (partial / PARTIAL_PARAMS).exists() else None
-                log.warning("stage %s: discarding the checkpoints in %s (%s)", stage.name, partial,
-                            why_stale(saved, fp_obj, params_forms(stage, cfg)))
-            shutil.rmtree(partial)
-        elif marker.read_text() != accepted[0]:
-            log.info("stage %s: resuming checkpoints written by an earlier version of this package", stage.name)
+    verdict, why = checkpoints_verdict(partial, stage, cfg, accepted, fp_obj)
+    if partial.exists() and (force or verdict != "resume"):
+        if verdict == "discard" and not force:
+            log.warning("stage %s: discarding the checkpoints in %s (%s)", stage.name, partial, why)
+        shutil.rmtree(partial)
+    elif verdict == "resume" and (partial / ".fingerprint").read_text() != accepted[0]:
+        log.info("stage %s: resuming checkpoints written by an earlier version of this package", stage.name)
     partial.mkdir(parents=True, exist_ok=True)
     write_json(partial / PARTIAL_PARAMS, fp_obj)
-    marker.write_text(accepted[0])
+    (partial / ".fingerprint").write_text(accepted[0])
     return partial
